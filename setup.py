@@ -1,0 +1,47 @@
+"""liftcam: LIFT-CAM and the CAM family on ONNX Runtime.
+
+One import namespace, ``liftcam``, over the top-level folders:
+``liftcam`` (the public API), ``engine/`` (run time: onnxruntime + numpy + Pillow),
+``export/`` (build time: torch + onnx) and ``kernels/`` (CUDA source and launcher).
+"""
+from setuptools import setup
+
+VERSION = "0.1.0"
+
+setup(
+    name="liftcam",
+    version=VERSION,
+    description="LIFT-CAM and gradient CAMs as ONNX graphs, explained with ONNX Runtime",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=[
+        "liftcam",
+        "liftcam.engine",
+        "liftcam.export",
+        "liftcam.export.lift",
+        "liftcam.kernels",
+    ],
+    package_dir={
+        "liftcam": "liftcam",
+        "liftcam.engine": "engine",
+        "liftcam.export": "export",
+        "liftcam.export.lift": "export/lift",
+        "liftcam.kernels": "kernels",
+    },
+    package_data={
+        "liftcam.engine": ["demo/*.png", "demo/*.json", "demo/*.liftcam/*"],
+        "liftcam.kernels": ["*.cu"],
+    },
+    install_requires=["numpy>=1.23", "onnxruntime>=1.16", "Pillow>=9"],
+    extras_require={
+        # torch is pinned to the releases this project is tested with; pip takes
+        # them from the local disk on the project machines (never a multi-GB download).
+        "export": ["torch==2.14.1", "torchvision==0.29.1", "onnx>=1.15"],
+        "gpu": ["onnxruntime-gpu>=1.16", "cuda-python>=12"],
+        "pycuda": ["pycuda"],
+        "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7"],
+        "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],
+    },
+    entry_points={"console_scripts": ["liftcam=liftcam.engine.cli:main"]},
+)
