@@ -1,0 +1,1 @@
+from liftcam.engine.errors import LiftcamError  # noqa
