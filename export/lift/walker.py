@@ -1,0 +1,255 @@
+"""Head graph -> multipliers graph: copy the forward nodes, then walk backwards from the logits.
+
+    build_multipliers_model(head, "deeplift")  # inputs activation, target; outputs logits, multipliers
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from liftcam.engine.errors import ExportError, UnsupportedOpError
+from liftcam.export.graph import GraphBuilder
+from liftcam.export.lift.registry import RULE_NAMES, RULES, RuleContext
+# importing the rule modules fills RULES
+from liftcam.export.lift import rules_activations, rules_linear, rules_pooling, rules_products, rules_shape  # noqa: F401
+
+ACTIVATION, TARGET, LOGITS, MULTIPLIERS = "activation", "target", "logits", "multipliers"
+MIN_OPSET, CONVERT_OPSET = 13, 17
+
+# Ops refused outright with a reason (not merely missing a rule).
+REFUSED = {
+    "Softmax": "a Softmax inside the head: explanations are of logits; cut the model before the softmax",
+    "LogSoftmax": "a LogSoftmax inside the head: explanations are of logits; cut the model before it",
+}
+
+# Ops that ONNX Runtime's CUDA execution provider implements (and the TensorRT parser takes),
+# covering every op the rules emit and the forward ops of the heads they support.
+DEVICE_OPS = frozenset("""
+Abs Add And ArgMax AveragePool BatchNormalization Cast Clip Concat Constant ConstantOfShape Conv
+ConvTranspose Div Dropout Elu Equal Erf Exp Expand Flatten Gather Gemm Gelu GlobalAveragePool
+Greater GreaterOrEqual HardSigmoid HardSwish Identity LeakyRelu Less LessOrEqual MatMul Max
+MaxPool Min Mul Neg Not Or PRelu Pad Pow Range ReduceMax ReduceMean ReduceSum Relu Reshape Shape
+Sigmoid Slice Softplus Split Sqrt Squeeze Sub Sum Tanh Transpose Unsqueeze Where
+""".split())
+
+
+def supported_ops(rule: str = "deeplift") -> list[str]:
+    _check_rule(rule)
+    return sorted(RULES)
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in RULE_NAMES:
+        raise ExportError(f"unknown multiplier rule {rule!r}; choose one of {list(RULE_NAMES)}")
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    raise ExportError("the head has no default-domain opset import")
+
+
+def _prepare(head: onnx.ModelProto) -> onnx.ModelProto:
+    """Check the head's interface and opset; return a copy with input/output renamed."""
+    model = onnx.ModelProto()
+    model.CopyFrom(head)
+    g = model.graph
+    init_names = {i.name for i in g.initializer}
+    real_inputs = [i for i in g.input if i.name not in init_names]
+    if len(real_inputs) != 1 or len(g.output) != 1:
+        raise ExportError(
+            f"a head must have exactly one input (the activation) and one output (the logits); "
+            f"got inputs {[i.name for i in real_inputs]} and outputs {[o.name for o in g.output]}")
+    if real_inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise ExportError("the head's input must be float32")
+    if _default_opset(model) < MIN_OPSET:
+        try:
+            model = onnx.version_converter.convert_version(model, CONVERT_OPSET)
+        except Exception as e:  # pragma: no cover - depends on the converter
+            raise ExportError(f"cannot convert the head from opset {_default_opset(head)} to "
+                              f"{CONVERT_OPSET}: {e}") from e
+        g = model.graph
+    in_name, out_name = real_inputs[0].name, g.output[0].name
+    # rename: input -> activation, output -> logits, anything else using a reserved name -> fresh
+    taken = {n for node in g.node for n in list(node.input) + list(node.output)} | init_names
+    rename = {in_name: ACTIVATION, out_name: LOGITS}
+    for r in (ACTIVATION, TARGET, LOGITS, MULTIPLIERS):
+        if r in taken and r not in (in_name, out_name):
+            k = 0
+            while f"{r}_head{k}" in taken:
+                k += 1
+            rename[r] = f"{r}_head{k}"
+    if in_name == out_name:
+        raise ExportError("the head's input and output are the same tensor")
+
+    def rn(n):
+        return rename.get(n, n)
+    for node in g.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            raise UnsupportedOpError(f"{node.op_type} node {node.name!r} has a subgraph; control flow "
+                                     f"is not supported in a head")
+        for i, n in enumerate(node.input):
+            node.input[i] = rn(n)
+        for i, n in enumerate(node.output):
+            node.output[i] = rn(n)
+    for t in g.initializer:
+        t.name = rn(t.name)
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        v.name = rn(v.name)
+    return model
+
+
+def _run_all(model: onnx.ModelProto, feed: dict) -> dict:
+    """Run ``model`` with onnxruntime and return every node output (and the inputs)."""
+    import onnxruntime as ort
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    outs = {o.name for o in m.graph.output}
+    for node in m.graph.node:
+        for o in node.output:
+            if o and o not in outs:
+                vi = onnx.ValueInfoProto()
+                vi.name = o
+                m.graph.output.append(vi)
+                outs.add(o)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    vals = dict(zip(names, sess.run(names, feed)))
+    vals.update(feed)
+    for t in model.graph.initializer:
+        vals.setdefault(t.name, onnx.numpy_helper.to_array(t))
+    return vals
+
+
+def _input_shape(model: onnx.ModelProto, batch: int) -> list[int]:
+    inp = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}][0]
+    dims = inp.type.tensor_type.shape.dim
+    shape = []
+    for k, d in enumerate(dims):
+        if k == 0:
+            shape.append(batch)
+        elif d.HasField("dim_value"):
+            shape.append(int(d.dim_value))
+        else:
+            raise ExportError(f"the head's input {inp.name!r} has a symbolic dimension {k} "
+                              f"({d.dim_param!r}); only the batch axis (0) may be dynamic")
+    return shape
+
+
+def reference_values(head: onnx.ModelProto) -> dict:
+    """Every tensor of the head at batch 1 on the all-zero activation A0 = 0 (names as in ``head``)."""
+    inp = [i for i in head.graph.input if i.name not in {t.name for t in head.graph.initializer}][0]
+    feed = {inp.name: np.zeros(_input_shape(head, 1), np.float32)}
+    return _run_all(head, feed)
+
+
+def _active_set(model: onnx.ModelProto, vals: dict) -> set:
+    active = {ACTIVATION}
+    for node in model.graph.node:
+        if any(i in active for i in node.input):
+            for o in node.output:
+                if o and o in vals and np.asarray(vals[o]).dtype.kind == "f":
+                    active.add(o)
+    return active
+
+
+def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto:
+    """The multipliers graph of ``head``: (activation (N,K,h,w), target (N,)) -> (logits, multipliers).
+
+    ``rule`` is "deeplift" (DeepLIFT multipliers against A0 = 0, Captum's rules) or "gradient"
+    (d logit_target / d activation). ``target < 0`` means the predicted class.
+    """
+    _check_rule(rule)
+    model = _prepare(head)
+    g = model.graph
+    opset = _default_opset(model)
+    shape1 = _input_shape(model, 1)
+    ref = _run_all(model, {ACTIVATION: np.zeros(shape1, np.float32)})
+    vals2 = _run_all(model, {ACTIVATION: np.zeros(_input_shape(model, 2), np.float32)})
+    shapes1 = {k: tuple(np.shape(v)) for k, v in ref.items()}
+    shapes2 = {k: tuple(np.shape(v)) for k, v in vals2.items()}
+    active = _active_set(model, ref)
+    out_shape = shapes1[LOGITS]
+    if len(out_shape) != 2:
+        raise ExportError(f"the head's output must be logits of shape (N, C); got shape {out_shape} at batch 1")
+    n_classes = int(out_shape[1])
+
+    b = GraphBuilder(opset=opset, name=f"{g.name or 'head'}_multipliers_{rule}")
+    for node in g.node:
+        b.reserve(list(node.input) + list(node.output) + [node.name])
+    b.reserve(t.name for t in g.initializer)
+    b.reserve([ACTIVATION, TARGET, LOGITS, MULTIPLIERS])
+    b.extra_opsets = {o.domain: o.version for o in model.opset_import if o.domain not in ("", "ai.onnx")}
+    b.add_input(ACTIVATION, onnx.TensorProto.FLOAT, ["N"] + list(shape1[1:]))
+    b.add_input(TARGET, onnx.TensorProto.INT64, ["N"])
+    for t in g.initializer:
+        b.add_initializer(t)
+    for node in g.node:
+        b.add_node(node)
+
+    # which tensors lie on an active path to the logits
+    relevant = {LOGITS}
+    for node in reversed(g.node):
+        if any(o in relevant for o in node.output):
+            relevant.update(i for i in node.input if i in active)
+    todo = [n for n in reversed(g.node)
+            if any(o in relevant for o in n.output) and any(i in active and i in relevant for i in n.input)]
+    for node in todo:
+        if node.op_type in REFUSED:
+            raise ExportError(f"{node.op_type} node {node.name!r}: {REFUSED[node.op_type]}")
+        if node.op_type not in RULES or node.domain not in ("", "ai.onnx"):
+            raise UnsupportedOpError(
+                f"op {node.op_type!r} (node {node.name!r}) has no multiplier rule; supported op types: "
+                f"{', '.join(sorted(RULES))}")
+
+    # seed: one-hot of the target (the predicted class where target < 0)
+    argmax = b.op("ArgMax", LOGITS, axis=1, keepdims=0)
+    tgt = b.op("Where", b.op("Less", TARGET, b.const(np.array(0, np.int64), "zero_i64")), argmax, TARGET)
+    onehot = b.op("Equal", b.unsqueeze(tgt, [1]), b.const(np.arange(n_classes, dtype=np.int64), "classes"))
+    seed = b.op("Cast", onehot, to=onnx.TensorProto.FLOAT, name_hint="seed")
+
+    contribs: dict[str, list] = defaultdict(list)
+    contribs[LOGITS].append(seed)
+    x0_cache: dict = {}
+
+    def total(name):
+        parts = contribs.get(name)
+        if not parts:
+            return None
+        acc = parts[0]
+        for p in parts[1:]:
+            acc = b.op("Add", acc, p, name_hint=f"sum_{name}")
+        return acc
+
+    for node in todo:
+        m_outs = [total(o) if o else None for o in node.output]
+        if all(m is None for m in m_outs):
+            continue
+        ctx = RuleContext(b=b, node=node, rule=rule, ref=ref, shapes1=shapes1, shapes2=shapes2,
+                          active=active, _x0_cache=x0_cache)
+        m_ins = RULES[node.op_type](ctx, m_outs)
+        if len(m_ins) < len(node.input):
+            m_ins = list(m_ins) + [None] * (len(node.input) - len(m_ins))
+        for inp, m in zip(node.input, m_ins):
+            if m is not None and inp in active and inp in relevant:
+                contribs[inp].append(m)
+
+    mult = total(ACTIVATION)
+    if mult is None:
+        mult = b.op("ConstantOfShape", b.op("Shape", ACTIVATION),
+                    value=helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0]))
+    b.outputs.append(helper.make_tensor_value_info(LOGITS, onnx.TensorProto.FLOAT, ["N", n_classes]))
+    b.add_output(mult, onnx.TensorProto.FLOAT, ["N"] + list(shape1[1:]), name=MULTIPLIERS)
+    out = b.make_model(ir_version=model.ir_version,
+                       opset_imports=[helper.make_opsetid("", opset)] +
+                       [helper.make_opsetid(d, v) for d, v in b.extra_opsets.items()])
+    out.producer_name = "liftcam"
+    out.doc_string = f"liftcam multipliers graph, rule={rule}"
+    return out
