@@ -1,0 +1,217 @@
+"""``Explainer``: ONNX Runtime sessions over a bundle, and ``explain`` for every CAM method.
+
+Run time only: numpy + onnxruntime. Sessions are created on first use, so LIFT-CAM on a CPU
+loads two graphs (features and the DeepLIFT multipliers) and nothing else.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from liftcam.engine import methods as _methods
+from liftcam.engine import tail
+from liftcam.engine.bundle import Bundle, load_bundle
+from liftcam.engine.errors import InputError
+from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
+
+RULES = ("deeplift", "gradient")
+
+
+@dataclass
+class Explanation:
+    """The result of :meth:`Explainer.explain`; all arrays are numpy.
+
+    ``logits`` (N,C), ``targets`` (N,) int64, ``weights`` (N,K) per-channel coefficients,
+    ``low_res`` (N,h,w) ReLU of the weighted sum before upsampling, ``maps`` (N,H,W) in [0,1];
+    ``extra`` holds method-specific results (``shap_stderr`` for ``shap``).
+    """
+
+    method: str
+    logits: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray
+    low_res: np.ndarray
+    maps: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+    def probabilities(self) -> np.ndarray:
+        z = self.logits - self.logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def _progress_bar(total: int, label: str):
+    """A minimal stderr progress bar (only on a terminal); returns (tick, close)."""
+    if total <= 0 or not sys.stderr.isatty():
+        return None, lambda: None
+    done = [0]
+
+    def tick(n):
+        done[0] += n
+        frac = min(done[0] / total, 1.0)
+        bar = "#" * int(30 * frac)
+        sys.stderr.write(f"\r{label} [{bar:<30}] {done[0]}/{total}")
+        sys.stderr.flush()
+
+    def close():
+        sys.stderr.write("\n")
+
+    return tick, close
+
+
+class Explainer:
+    """Explain a bundle's classifier with LIFT-CAM or another CAM method.
+
+    ``providers``: None (CPU), or names/aliases such as ``["cuda"]``, ``["tensorrt", "cuda"]``
+    or ``(name, options)`` pairs; an unavailable provider is an error. ``threads``: intra-op
+    threads per session (ONNX Runtime's default: one per physical core). ``eval_batch``: the
+    batch size of the head/model evaluations that ablation, Score-CAM and SHAP make.
+    ``use_kernel``: use the CUDA kernel for the LIFT-CAM tail when CUDA is active
+    (default: when it is importable).
+    """
+
+    def __init__(self, bundle, providers=None, threads=None, eval_batch=64, use_kernel=None):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.providers = resolve_providers(providers)
+        self.threads = threads
+        if not isinstance(eval_batch, int) or eval_batch < 1:
+            raise InputError(f"eval_batch must be a positive int, got {eval_batch!r}")
+        self.eval_batch = eval_batch
+        self.on_device = CUDA in provider_names(self.providers)
+        self.use_kernel = self.on_device if use_kernel is None else bool(use_kernel)
+        self._sessions = {}
+        self._input_name = self.bundle.manifest["input"]["name"]
+
+    # ---------------------------------------------------------------- sessions
+    def session(self, role: str):
+        if role not in self._sessions:
+            self._sessions[role] = make_session(self.bundle.graph(role), self.providers,
+                                                self.threads)
+        return self._sessions[role]
+
+    # ---------------------------------------------------------------- validation
+    def _check_images(self, x) -> np.ndarray:
+        C, H, W = self.bundle.input_shape
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"x must be a numpy array (N,{C},{H},{W}) float32, got "
+                             f"{type(x).__name__}")
+        if x.dtype != np.float32:
+            raise InputError(f"x must be float32, got {x.dtype}; use x.astype(np.float32)")
+        if x.ndim != 4 or x.shape[1:] != (C, H, W):
+            raise InputError(f"x must have shape (N,{C},{H},{W}) (preprocessed images), got "
+                             f"{x.shape}")
+        if x.shape[0] == 0:
+            raise InputError("x is an empty batch (N = 0); pass at least one image")
+        if not np.isfinite(x).all():
+            bad = sorted(set(np.nonzero(~np.isfinite(x))[0].tolist()))
+            raise InputError(f"x holds NaN or Inf values (images {bad[:10]}); fix the input")
+        return np.ascontiguousarray(x)
+
+    def _check_activation(self, A) -> np.ndarray:
+        K, h, w = self.bundle.activation_shape
+        if not isinstance(A, np.ndarray) or A.dtype != np.float32 or A.ndim != 4 \
+                or A.shape[1:] != (K, h, w) or A.shape[0] == 0:
+            got = (A.dtype, A.shape) if isinstance(A, np.ndarray) else type(A).__name__
+            raise InputError(f"activation must be float32 (N,{K},{h},{w}) with N ≥ 1, got {got}")
+        return np.ascontiguousarray(A)
+
+    def _check_targets(self, targets, N: int):
+        """None -> None (predicted class); int -> (N,); sequence -> (N,), all in range."""
+        if targets is None:
+            return None
+        C = self.bundle.num_classes
+        if isinstance(targets, (int, np.integer)) and not isinstance(targets, bool):
+            t = np.full(N, int(targets), np.int64)
+        else:
+            try:
+                t = np.asarray(targets)
+            except Exception as exc:
+                raise InputError(f"targets must be None, an int or {N} ints") from exc
+            if t.ndim != 1 or t.shape[0] != N:
+                raise InputError(f"targets must be None, an int or a sequence of {N} ints (one "
+                                 f"per image), got shape {t.shape}")
+            if t.dtype.kind not in "iu":
+                raise InputError(f"targets must be integers, got dtype {t.dtype}")
+            t = t.astype(np.int64)
+        bad = (t < 0) | (t >= C)
+        if bad.any():
+            raise InputError(f"target {int(t[bad][0])} is out of range: the model has {C} "
+                             f"classes (0..{C - 1})")
+        return t
+
+    # ---------------------------------------------------------------- graphs
+    def features(self, x) -> np.ndarray:
+        """The target layer's activation A (N,K,h,w) for preprocessed images x (N,C,H,W)."""
+        x = self._check_images(x)
+        return self.session("features").run(None, {self._input_name: x})[0]
+
+    def head(self, A) -> np.ndarray:
+        """Logits (N,C) from an activation."""
+        return self.session("head").run(None, {"activation": self._check_activation(A)})[0]
+
+    def predict(self, x) -> np.ndarray:
+        """Logits (N,C) of the whole model."""
+        return self.head(self.features(x))
+
+    def multipliers(self, A, targets=None, rule: str = "deeplift"):
+        """``(logits, M)``: DeepLIFT multipliers (rule "deeplift", reference A⁰ = 0) or plain
+        gradients (rule "gradient") of the target logits w.r.t. A."""
+        if rule not in RULES:
+            raise InputError(f"rule must be one of {RULES}, got {rule!r}")
+        A = self._check_activation(A)
+        t = self._check_targets(targets, A.shape[0])
+        feed_t = np.full(A.shape[0], -1, np.int64) if t is None else t
+        logits, M = self.session(f"multipliers_{rule}").run(
+            ["logits", "multipliers"], {"activation": A, "target": feed_t})
+        return logits, M
+
+    # ---------------------------------------------------------------- explain
+    def explain(self, x, targets=None, method: str = "liftcam", batch_size=None,
+                progress: bool = True, **options) -> Explanation:
+        """Explain images ``x`` (N,C,H,W) float32, already preprocessed.
+
+        ``targets``: None (the predicted class), an int, or N ints. ``method``: one of
+        :data:`liftcam.engine.methods.METHODS`. ``batch_size``: images per engine pass
+        (default: all at once). ``options``: method options (``n_samples``, ``seed`` for shap).
+        """
+        if method not in _methods.METHODS:
+            raise InputError(f"unknown method {method!r}; choose one of "
+                             f"{sorted(_methods.METHODS)}")
+        x = self._check_images(x)
+        N = x.shape[0]
+        t = self._check_targets(targets, N)
+        if batch_size is None:
+            batch_size = N
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        unknown = set(options) - {"n_samples", "seed"}
+        if unknown:
+            raise InputError(f"unknown option(s) {sorted(unknown)} for explain(); "
+                             "known: n_samples, seed (method 'shap')")
+        K = self.bundle.activation_shape[0]
+        total = _methods.evaluations(method, N, K, options.get("n_samples"))
+        tick, close = _progress_bar(total, method) if progress else (None, lambda: None)
+        parts = []
+        try:
+            for s in range(0, N, batch_size):
+                xs = x[s:s + batch_size]
+                ts = None if t is None else t[s:s + batch_size]
+                parts.append(self._explain_batch(xs, ts, method, tick, options))
+        finally:
+            close()
+        out = {k: np.concatenate([arrays[k] for arrays, _ in parts]) for k in parts[0][0]}
+        extra = {k: np.concatenate([e[k] for _, e in parts]) if isinstance(v, np.ndarray) else v
+                 for k, v in parts[0][1].items()}
+        return Explanation(method=method, extra=extra, **out)
+
+    def _explain_batch(self, x, t, method, tick, options):
+        """One batch: features, the method's weights and saliency, the shared tail."""
+        A = self.session("features").run(None, {self._input_name: x})[0]
+        b = _methods.Batch(self, x, A, t, progress=tick)
+        weights, S, extra = _methods.METHODS[method](b, **options)
+        low_res, maps = tail.finish(S, x.shape[2:])
+        arrays = {"logits": b.logits, "targets": b.targets, "weights": weights,
+                  "low_res": low_res, "maps": maps}
+        return arrays, extra

@@ -1,0 +1,283 @@
+"""The exporter's public functions: ``export``, ``export_onnx`` and ``candidate_layers``.
+
+Both entry points end in one pipeline (:func:`_bundle_from_onnx`): split the ONNX graph at the
+target tensor, verify ``head(features(x)) == model(x)`` on random inputs, generate the DeepLIFT
+and gradient multiplier graphs and the fused ``explain.onnx``, and write the bundle.
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from liftcam.engine.errors import ExportError
+
+VERIFY_RTOL = 1e-4
+IMAGENET_PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                          "scale": 255.0, "channel_order": "RGB", "resize_mode": "bilinear"}
+
+
+def _version() -> str:
+    from liftcam import __version__
+
+    return __version__
+
+
+def _softmax(x, log=False):
+    z = x - x.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return z - lse if log else np.exp(z - lse)
+
+
+def _check_split(features, head, image_name, x, expected, stripped) -> float:
+    """Run features then head on ``x``; compare with ``expected`` (the original model's output)."""
+    from liftcam.export.split import relative_error, run_onnx
+
+    (act,) = run_onnx(features, {image_name: x})
+    (logits,) = run_onnx(head, {"activation": act})
+    got = logits
+    if stripped:
+        got = _softmax(logits.astype(np.float64), log=(stripped == "LogSoftmax"))
+    err = relative_error(got, expected)
+    if not err <= VERIFY_RTOL:
+        raise ExportError(
+            f"the split model does not reproduce the original: max relative error {err:.3g} > "
+            f"{VERIFY_RTOL} (batch {x.shape[0]}). The model may be non-deterministic (dropout in "
+            "training mode? call model.eval()), or hold ops that depend on the batch size.")
+    return err
+
+
+def _is_linear_head(head) -> bool:
+    """GAP/flatten then one dense layer (plus bias): CAM's weights are exact for such heads."""
+    ops = [n.op_type for n in head.graph.node]
+    allowed = {"GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Squeeze", "Gemm",
+               "MatMul", "Add", "Identity", "Dropout", "Shape", "Gather", "Unsqueeze", "Concat",
+               "Constant"}
+    return (set(ops) <= allowed and sum(o in ("Gemm", "MatMul") for o in ops) == 1
+            and sum(o in ("GlobalAveragePool", "ReduceMean") for o in ops) == 1)
+
+
+def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, overwrite):
+    """The shared tail of export and export_onnx. ``verify_inputs``: [(x, expected_output)]."""
+    import onnx
+    import onnxruntime
+
+    from liftcam.export import lift
+    from liftcam.export.bundle_writer import write_bundle
+    from liftcam.export.fuse import build_explain_model
+    from liftcam.export.split import _graph_input, split, strip_final_softmax
+
+    model, stripped = strip_final_softmax(model)
+    image_name = _graph_input(model).name
+    features, head = split(model, tensor, act_shape)
+    errors = [_check_split(features, head, image_name, x, y, stripped) for x, y in verify_inputs]
+    num_classes = int(verify_inputs[0][1].shape[1])
+    models = {"features": features, "head": head}
+    for rule in ("deeplift", "gradient"):
+        models[f"multipliers_{rule}"] = lift.build_multipliers_model(head, rule)
+    models["explain"] = build_explain_model(features, models["multipliers_deeplift"], "liftcam")
+    models["explain_gradcam"] = build_explain_model(features, models["multipliers_gradient"],
+                                                    "gradcam")
+    in_shape = [d.dim_value for d in _graph_input(model).type.tensor_type.shape.dim[1:]]
+    manifest = {
+        "liftcam_version": _version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source": meta["source"],
+        "input": {"name": image_name, "layout": "NCHW", "shape": [None, *in_shape],
+                  "dtype": "float32"},
+        "preprocessing": meta["preprocessing"],
+        "target_layer": meta["target_layer"],
+        "activation": {"name": "activation", "shape": [None, *act_shape]},
+        "num_classes": num_classes,
+        "labels": meta.get("labels"),
+        "output": {"name": "logits", "stripped_final": stripped},
+        "head": {"linear": _is_linear_head(head)},
+        "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+        "exporter": {"liftcam": _version(), "onnx": onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+                     **meta.get("versions", {})},
+        "verification": {"max_relative_error": max(errors), "rtol": VERIFY_RTOL,
+                         "batch_sizes": [int(x.shape[0]) for x, _ in verify_inputs]},
+    }
+    labels = meta.get("labels")
+    if labels is not None and len(labels) != num_classes:
+        raise ExportError(f"{len(labels)} labels given for a model with {num_classes} classes")
+    return write_bundle(out_dir, models, manifest, overwrite=overwrite)
+
+
+def _default_out_dir(out_dir, stem) -> Path:
+    return Path(out_dir) if out_dir is not None else Path(f"{stem}.liftcam")
+
+
+def _preprocessing(input_shape, preprocessing):
+    pre = dict(IMAGENET_PREPROCESSING)
+    pre["resize"] = [int(input_shape[1]), int(input_shape[2])]
+    if preprocessing:
+        pre.update(preprocessing)
+    return pre
+
+
+def export(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, labels=None,
+           preprocessing=None, overwrite=False):
+    """Split a PyTorch classifier at ``target_layer`` and write a bundle directory.
+
+    ``target_layer``: a dotted module name (``"layer4"``, ``"features.29"``) or the module
+    itself; None picks the last 4-D activation before global pooling / flattening.
+    ``preprocessing`` overrides keys of the recorded preprocessing (ImageNet mean/std by default).
+    Returns the bundle's path.
+    """
+    import torch
+
+    from liftcam.export.capture import module_name, torch_to_onnx
+    from liftcam.export.split import candidates, default_cut
+
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"export() takes a torch.nn.Module, got {type(model).__name__}; "
+                          "for an ONNX file use export_onnx()")
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ExportError(f"input_shape must be (C, H, W), got {input_shape}")
+    was_training = model.training
+    model.eval()
+    try:
+        layers = None if target_layer is None else [module_name(model, target_layer)]
+        onnx_model, names, logits, example = torch_to_onnx(model, input_shape, layers)
+        if layers is None:
+            cut = default_cut(candidates(onnx_model, input_shape, names), named_only=True)
+            tensor, name, act_shape = cut.tensor, cut.name, cut.shape
+            aliases = cut.names[1:]
+        else:
+            (tensor,) = [t for t, ns in names.items() if layers[0] in ns]
+            from liftcam.export.split import activation_shapes
+
+            act_shape = activation_shapes(onnx_model, input_shape)[tensor][1:]
+            name, aliases = layers[0], [n for n in names[tensor] if n != layers[0]]
+        with torch.no_grad():
+            one = model(torch.from_numpy(example[:1])).numpy()
+    finally:
+        model.train(was_training)
+    meta = {
+        "source": {"kind": "pytorch", "class": type(model).__name__},
+        "target_layer": {"name": name, "aliases": aliases, "tensor": tensor},
+        "preprocessing": _preprocessing(input_shape, preprocessing),
+        "labels": list(labels) if labels is not None else None,
+        "versions": {"torch": torch.__version__},
+    }
+    return _bundle_from_onnx(onnx_model, tensor, tuple(act_shape),
+                             [(example, logits), (example[:1], one)],
+                             _default_out_dir(out_dir, type(model).__name__.lower()), meta,
+                             overwrite)
+
+
+def _load_onnx(path):
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise ExportError(f"{path} is not a readable ONNX model: {exc}") from exc
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < 13:
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, 17)
+    return model
+
+
+def _onnx_input_shape(model, input_shape):
+    from liftcam.export.split import _graph_input
+
+    dims = _graph_input(model).type.tensor_type.shape.dim
+    if input_shape is not None:
+        return tuple(int(d) for d in input_shape)
+    shape = tuple(d.dim_value for d in dims[1:])
+    if len(shape) != 3 or not all(shape):
+        raise ExportError(f"the ONNX input has no static (C, H, W) shape ({shape}); pass "
+                          "input_shape=(C, H, W)")
+    return shape
+
+
+def export_onnx(path, activation=None, out_dir=None, input_shape=None, labels=None,
+                preprocessing=None, overwrite=False):
+    """Split an ONNX classifier at the tensor named ``activation`` and write a bundle.
+
+    ``activation`` None picks the last 4-D activation before global pooling / flattening.
+    The model's batch axis is made dynamic; a model whose graph hard-codes its batch size is
+    refused at verification.
+    """
+    from liftcam.export.split import (_graph_input, activation_shapes, candidates, default_cut,
+                                      make_batch_dynamic, run_onnx)
+
+    model = _load_onnx(path)
+    input_shape = _onnx_input_shape(model, input_shape)
+    original = type(model)()
+    original.CopyFrom(model)
+    make_batch_dynamic(model)
+    if activation is None:
+        cut = default_cut(candidates(model, input_shape))
+        activation, act_shape = cut.tensor, cut.shape
+    else:
+        shapes = activation_shapes(model, input_shape)
+        if activation not in shapes:
+            import difflib
+
+            four_d = [t for t, s in shapes.items() if len(s) == 4]
+            close = difflib.get_close_matches(str(activation), four_d, n=5, cutoff=0.3)
+            raise ExportError(f"the model has no float tensor named {activation!r}. "
+                              f"Closest 4-D tensors: {close}. liftcam.candidate_layers(path) "
+                              "lists them all.")
+        if len(shapes[activation]) != 4:
+            raise ExportError(f"tensor {activation!r} has shape {shapes[activation]}, not a 4-D "
+                              "activation (N,K,h,w)")
+        act_shape = shapes[activation][1:]
+    rng = np.random.default_rng(0)
+    name = _graph_input(original).name
+    verify = []
+    for n in (2, 1):
+        x = rng.standard_normal((n, *input_shape)).astype(np.float32)
+        try:
+            (y,) = run_onnx(model, {name: x})
+        except Exception as exc:
+            raise ExportError(f"the model does not run at batch {n} with a dynamic batch axis "
+                              f"({exc}); re-export it with a dynamic batch dimension") from exc
+        verify.append((x, y))
+    meta = {
+        "source": {"kind": "onnx", "file": Path(path).name},
+        "target_layer": {"name": activation, "aliases": [], "tensor": activation},
+        "preprocessing": _preprocessing(input_shape, preprocessing),
+        "labels": list(labels) if labels is not None else None,
+    }
+    return _bundle_from_onnx(model, activation, tuple(act_shape), verify,
+                             _default_out_dir(out_dir, Path(path).stem), meta, overwrite)
+
+
+def candidate_layers(model_or_path, input_shape=(3, 224, 224)) -> list:
+    """The layers a model can be cut at (4-D outputs), best candidates first.
+
+    Each entry is a dict: ``name`` (module name, or tensor name for ONNX), ``tensor``, ``shape``
+    (K, h, w), ``op``, ``cuttable`` (False when a skip connection crosses the cut),
+    ``crossing`` (the tensors that cross) and ``aliases`` (other modules with the same output).
+    The first cuttable entry is the default target layer.
+    """
+    from liftcam.export.split import candidates, make_batch_dynamic
+
+    if isinstance(model_or_path, (str, Path)):
+        model = _load_onnx(model_or_path)
+        shape = _onnx_input_shape(model, None if input_shape == (3, 224, 224) else input_shape)
+        make_batch_dynamic(model)
+        return [c.as_dict() for c in candidates(model, shape)]
+    from liftcam.export.capture import torch_to_onnx
+
+    was_training = model_or_path.training
+    model_or_path.eval()
+    try:
+        model, names, _, _ = torch_to_onnx(model_or_path, tuple(input_shape), None)
+    finally:
+        model_or_path.train(was_training)
+    return [c.as_dict() for c in candidates(model, tuple(input_shape), names)
+            if c.names]

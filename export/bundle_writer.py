@@ -1,0 +1,94 @@
+"""Write a bundle directory atomically, with every weight stored once.
+
+The graphs of a bundle (features, head, the multiplier graphs, explain) hold many of the same
+initializers (the head's weights appear in four of them). Each distinct tensor payload (by
+sha256 of its bytes) is written once into ``weights.bin``, 64-byte aligned, and every graph's
+initializer points there with ONNX external data (location, offset, length).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+from onnx import numpy_helper
+
+from liftcam.engine.bundle import FORMAT_VERSION, GRAPH_FILES, MANIFEST, WEIGHTS, sha256_file
+from liftcam.engine.errors import ExportError
+
+EXTERNAL_MIN_BYTES = 1024   # smaller initializers stay inside their graph
+ALIGN = 64
+
+
+def _externalize(models: dict, weights_path: Path) -> None:
+    """Move large initializers of all ``models`` into one deduplicated file (in place)."""
+    offsets = {}
+    with open(weights_path, "wb") as f:
+        for model in models.values():
+            for t in model.graph.initializer:
+                if t.data_location == onnx.TensorProto.EXTERNAL:
+                    raise ExportError(f"initializer {t.name} already uses external data")
+                raw = numpy_helper.to_array(t).tobytes() if not t.raw_data else t.raw_data
+                if len(raw) < EXTERNAL_MIN_BYTES:
+                    continue
+                key = hashlib.sha256(raw).hexdigest()
+                if key not in offsets:
+                    pad = (-f.tell()) % ALIGN
+                    f.write(b"\0" * pad)
+                    offsets[key] = f.tell()
+                    f.write(raw)
+                dims, dtype, name = list(t.dims), t.data_type, t.name
+                t.Clear()
+                t.name, t.data_type = name, dtype
+                t.dims.extend(dims)
+                t.data_location = onnx.TensorProto.EXTERNAL
+                for k, v in (("location", WEIGHTS), ("offset", str(offsets[key])),
+                             ("length", str(len(raw)))):
+                    e = t.external_data.add()
+                    e.key, e.value = k, v
+
+
+def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False) -> Path:
+    """Write ``models`` (role -> ModelProto, roles from GRAPH_FILES) and the manifest.
+
+    The bundle is assembled in a temporary directory beside ``out_dir`` and renamed into place,
+    so a failed export never leaves a half-written bundle. An existing ``out_dir`` is replaced
+    only with ``overwrite=True``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+    unknown = set(models) - set(GRAPH_FILES)
+    if unknown:
+        raise ExportError(f"unknown graph roles {sorted(unknown)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _externalize(models, tmp / WEIGHTS)
+        files = {}
+        for role, model in models.items():
+            name = GRAPH_FILES[role]
+            (tmp / name).write_bytes(model.SerializeToString())
+        for p in sorted(tmp.iterdir()):
+            files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        full = dict(manifest)
+        full["format_version"] = FORMAT_VERSION
+        full["graphs"] = {role: GRAPH_FILES[role] for role in models}
+        full["files"] = files
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
