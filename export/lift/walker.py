@@ -106,26 +106,49 @@ def _prepare(head: onnx.ModelProto) -> onnx.ModelProto:
 def _run_all(model: onnx.ModelProto, feed: dict) -> dict:
     """Run ``model`` with onnxruntime and return every node output (and the inputs)."""
     import onnxruntime as ort
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    outs = {o.name for o in m.graph.output}
-    for node in m.graph.node:
-        for o in node.output:
-            if o and o not in outs:
-                vi = onnx.ValueInfoProto()
-                vi.name = o
-                m.graph.output.append(vi)
-                outs.add(o)
+    g = model.graph
+    n_out = len(g.output)
+    outs = {o.name for o in g.output}
+    try:  # expose every node output for one serialisation, then restore the graph
+        for node in g.node:
+            for o in node.output:
+                if o and o not in outs:
+                    vi = onnx.ValueInfoProto()
+                    vi.name = o
+                    g.output.append(vi)
+                    outs.add(o)
+        data = model.SerializeToString()
+    finally:
+        while len(g.output) > n_out:
+            g.output.pop()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     vals = dict(zip(names, sess.run(names, feed)))
     vals.update(feed)
-    for t in model.graph.initializer:
-        vals.setdefault(t.name, onnx.numpy_helper.to_array(t))
     return vals
+
+
+class _Values(dict):
+    """Node outputs computed by onnxruntime; initializers converted to numpy on first use."""
+
+    def __init__(self, computed: dict, model: onnx.ModelProto):
+        super().__init__(computed)
+        self._inits = {t.name: t for t in model.graph.initializer}
+
+    def __missing__(self, key):
+        if key in self._inits:
+            v = onnx.numpy_helper.to_array(self._inits[key])
+            self[key] = v
+            return v
+        raise KeyError(key)
+
+    def shapes(self) -> dict:
+        out = {k: tuple(t.dims) for k, t in self._inits.items()}
+        out.update({k: tuple(np.shape(v)) for k, v in dict.items(self)})
+        return out
 
 
 def _input_shape(model: onnx.ModelProto, batch: int) -> list[int]:
@@ -155,7 +178,7 @@ def _active_set(model: onnx.ModelProto, vals: dict) -> set:
     for node in model.graph.node:
         if any(i in active for i in node.input):
             for o in node.output:
-                if o and o in vals and np.asarray(vals[o]).dtype.kind == "f":
+                if o and o in vals and np.asarray(dict.get(vals, o)).dtype.kind == "f":
                     active.add(o)
     return active
 
@@ -171,10 +194,10 @@ def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto
     g = model.graph
     opset = _default_opset(model)
     shape1 = _input_shape(model, 1)
-    ref = _run_all(model, {ACTIVATION: np.zeros(shape1, np.float32)})
-    vals2 = _run_all(model, {ACTIVATION: np.zeros(_input_shape(model, 2), np.float32)})
-    shapes1 = {k: tuple(np.shape(v)) for k, v in ref.items()}
-    shapes2 = {k: tuple(np.shape(v)) for k, v in vals2.items()}
+    ref = _Values(_run_all(model, {ACTIVATION: np.zeros(shape1, np.float32)}), model)
+    vals2 = _Values(_run_all(model, {ACTIVATION: np.zeros(_input_shape(model, 2), np.float32)}), model)
+    shapes1, shapes2 = ref.shapes(), vals2.shapes()
+    del vals2
     active = _active_set(model, ref)
     out_shape = shapes1[LOGITS]
     if len(out_shape) != 2:
