@@ -132,3 +132,73 @@ def make_rescale_inputs(case: RescaleCase) -> Dict[str, np.ndarray]:
     same = rng.random(case.shape) < 0.1
     x = np.where(same, x0b, x).astype(np.float32)
     return {"m_out": m_out, "x": x, "x0": x0}
+
+
+# ----------------------------------------------------------------------------- numpy Rescale
+def _act(name: str, x: np.ndarray, a: float, b: float) -> np.ndarray:
+    f32 = np.float32
+    a, b = f32(a), f32(b)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "relu":
+            return np.where(x > 0, x, f32(0))
+        if name == "leaky_relu":
+            return np.where(x > 0, x, a * x)
+        if name == "elu":
+            return np.where(x > 0, x, a * np.expm1(x))
+        if name == "sigmoid":
+            return f32(1) / (f32(1) + np.exp(-x))
+        if name == "tanh":
+            return np.tanh(x)
+        if name == "softplus":
+            return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, f32(20)))))
+        if name in ("clip", "relu6"):
+            return np.minimum(np.maximum(x, a), b)
+        if name == "hardsigmoid":
+            return np.minimum(np.maximum(a * x + b, f32(0)), f32(1))
+        if name == "hardswish":
+            return x * np.minimum(np.maximum(x / f32(6) + f32(0.5), f32(0)), f32(1))
+    raise ValueError(name)
+
+
+def _act_grad(name: str, x: np.ndarray, a: float, b: float) -> np.ndarray:
+    f32 = np.float32
+    a, b = f32(a), f32(b)
+    one, zero = f32(1), f32(0)
+    if name == "relu":
+        return np.where(x > 0, one, zero)
+    if name == "leaky_relu":
+        return np.where(x > 0, one, a)
+    if name == "elu":
+        return np.where(x > 0, one, a * np.exp(np.minimum(x, f32(0))))
+    if name == "sigmoid":
+        s = _act("sigmoid", x, 0, 0)
+        return s * (one - s)
+    if name == "tanh":
+        t = np.tanh(x)
+        return one - t * t
+    if name == "softplus":
+        return np.where(x > 20, one, _act("sigmoid", x, 0, 0))
+    if name in ("clip", "relu6"):
+        return np.where((x > a) & (x < b), one, zero)
+    if name == "hardsigmoid":
+        y = a * x + b
+        return np.where((y > 0) & (y < 1), a, zero)
+    if name == "hardswish":
+        return np.where(x < -3, zero, np.where(x <= 3, x / f32(3) + f32(0.5), one))
+    raise ValueError(name)
+
+
+def rescale_reference(m_out: np.ndarray, x: np.ndarray, x0: np.ndarray, activation: str,
+                      a: float, b: float, x0_mode: str) -> np.ndarray:
+    """numpy float32 Rescale rule, the specification of the kernel ``liftcam_rescale``:
+    ``m * (f(x) - f(x0)) / (x - x0)``, or ``m * f'(x)`` where ``|x - x0| < 1e-10``."""
+    x = np.asarray(x, np.float32)
+    m_out = np.asarray(m_out, np.float32)
+    x0b = broadcast_x0(np.asarray(x0, np.float32), x.shape, x0_mode).astype(np.float32)
+    d = x - x0b
+    small = np.abs(d) < np.float32(1e-10)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (_act(activation, x, a, b) - _act(activation, x0b, a, b)) / np.where(
+            small, np.float32(1), d)
+    out = np.where(small, m_out * _act_grad(activation, x, a, b), m_out * ratio)
+    return out.astype(np.float32)
