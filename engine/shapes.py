@@ -160,7 +160,7 @@ def _background(rng: np.random.Generator, size: int):
     if kind == 0:  # smooth noise: a coarse random grid upsampled bilinearly
         g = int(rng.integers(3, 9))
         coarse = (rng.random((g, g)) * 255).astype(np.uint8)
-        t = np.asarray(Image.fromarray(coarse, "L").resize((size, size), Image.BILINEAR),
+        t = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BILINEAR),
                        dtype=np.float64) / 255.0
     elif kind == 1:  # stripes
         a = rng.uniform(0, math.pi)
@@ -259,7 +259,7 @@ def make_image(rng: np.random.Generator, label: int, size: int = 64, return_spec
     # clutter: keep out of the object's neighbourhood
     k = 2 * _CLUTTER_MARGIN + 1
     keep_out = np.asarray(
-        Image.fromarray(mask.astype(np.uint8) * 255, "L").filter(ImageFilter.MaxFilter(k))) > 0
+        Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(k))) > 0
     img = bg
     n_clutter = int(rng.integers(2, 6))
     width_scale = max(size / 64.0, 1.0)
