@@ -208,6 +208,8 @@ class Explainer:
 
     def _explain_batch(self, x, t, method, tick, options):
         """One batch: features, the method's weights and saliency, the shared tail."""
+        if method == "liftcam" and self.on_device:
+            return self._liftcam_on_device(x, t), {}
         A = self.session("features").run(None, {self._input_name: x})[0]
         b = _methods.Batch(self, x, A, t, progress=tick)
         weights, S, extra = _methods.METHODS[method](b, **options)
@@ -215,3 +217,50 @@ class Explainer:
         arrays = {"logits": b.logits, "targets": b.targets, "weights": weights,
                   "low_res": low_res, "maps": maps}
         return arrays, extra
+
+    # ---------------------------------------------------------------- CUDA path
+    def _device_id(self) -> int:
+        for p in self.providers:
+            if isinstance(p, tuple) and p[0] == CUDA:
+                return int(p[1].get("device_id", 0))
+        return 0
+
+    def _liftcam_on_device(self, x, t):
+        """LIFT-CAM with the CUDA provider: A and M stay on the GPU (IO binding); the tail runs
+        in the CUDA kernel (kernels/liftcam.cu) or, with use_kernel=False, in numpy."""
+        import onnxruntime as ort
+
+        dev = self._device_id()
+        fs, ms = self.session("features"), self.session("multipliers_deeplift")
+        b1 = fs.io_binding()
+        b1.bind_cpu_input(self._input_name, x)
+        b1.bind_output("activation", "cuda", dev)
+        fs.run_with_iobinding(b1)
+        A = b1.get_outputs()[0]
+        b2 = ms.io_binding()
+        b2.bind_ortvalue_input("activation", A)
+        b2.bind_cpu_input("target", np.full(len(x), -1, np.int64) if t is None else t)
+        b2.bind_output("logits")
+        b2.bind_output("multipliers", "cuda", dev)
+        ms.run_with_iobinding(b2)
+        logits_v, M = b2.get_outputs()
+        logits = logits_v.numpy()
+        targets = t if t is not None else np.argmax(logits, axis=1).astype(np.int64)
+        N, (K, h, w), (H, W) = len(x), self.bundle.activation_shape, x.shape[2:]
+        if not self.use_kernel:
+            A_h, M_h = A.numpy(), M.numpy()
+            weights = tail.liftcam_coefficients(A_h, M_h)
+            low_res, maps = tail.finish(tail.weighted_sum(A_h, weights), (H, W))
+        else:
+            from liftcam.kernels.launcher import get_launcher, tail_ortvalues
+
+            new = ort.OrtValue.ortvalue_from_shape_and_type
+            out = {"maps": new((N, H, W), np.float32, "cuda", dev),
+                   "alpha": new((N, K), np.float32, "cuda", dev),
+                   "low_res": new((N, h, w), np.float32, "cuda", dev)}
+            tail_ortvalues(A, M, out["maps"], alpha=out["alpha"], low_res=out["low_res"],
+                           device=dev)
+            get_launcher(device=dev).synchronize()
+            weights, low_res, maps = (out[k].numpy() for k in ("alpha", "low_res", "maps"))
+        return {"logits": logits, "targets": targets, "weights": weights, "low_res": low_res,
+                "maps": maps}
