@@ -80,9 +80,22 @@ class Explainer:
             raise InputError(f"eval_batch must be a positive int, got {eval_batch!r}")
         self.eval_batch = eval_batch
         self.on_device = CUDA in provider_names(self.providers)
-        self.use_kernel = self.on_device if use_kernel is None else bool(use_kernel)
+        self.use_kernel = self._kernel_choice(use_kernel)
         self._sessions = {}
         self._input_name = self.bundle.manifest["input"]["name"]
+
+    def _kernel_choice(self, use_kernel) -> bool:
+        """The CUDA tail kernel: by default when CUDA is active and the kernel can run; asked
+        for explicitly, it must be able to run."""
+        if use_kernel is False or (use_kernel is None and not self.on_device):
+            return False
+        from liftcam.kernels.launcher import gpu_available
+
+        ok, why = gpu_available()
+        if use_kernel and not (self.on_device and ok):
+            raise InputError("use_kernel=True needs the CUDA execution provider and a usable "
+                             f"GPU with cuda-python ({why or 'CUDA provider not active'})")
+        return ok
 
     # ---------------------------------------------------------------- sessions
     def session(self, role: str):
