@@ -710,6 +710,8 @@ class TailLauncher:
                 stream: int = 0) -> None:
         """DeepLIFT Rescale on device pointers (see liftcam.cu for x0 modes)."""
         code, a_, b_ = activation_code(activation, a, b)
+        if len(tuple(x_shape)) == 1 and x0_mode == "sample":
+            x0_mode = "full"  # a 1-d x is one sample: per-sample x0 is the whole of x0
         if x0_size is None:
             x0_size = {"scalar": 1, "full": int(np.prod(x_shape))}.get(x0_mode)
             if x0_size is None:
