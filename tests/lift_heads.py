@@ -1,6 +1,7 @@
 """Shared helpers for the lift tests: PyTorch heads, ONNX export, references (autograd, Captum)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import warnings
@@ -75,17 +76,45 @@ def torch_grad(head: nn.Module, A: torch.Tensor, target) -> np.ndarray:
     return g.numpy()
 
 
-def captum_deeplift(head: nn.Module, A: torch.Tensor, target) -> np.ndarray:
+def _unpool_add(x, indices, kernel_size, stride, padding, output_size):
+    """max_unpool2d that *accumulates* where windows share an argmax (the adjoint of max-pooling)."""
+    n, c, h, w = output_size
+    out = torch.zeros(n, c, h * w, dtype=x.dtype)
+    out.scatter_add_(2, indices.flatten(2), x.flatten(2))
+    return out.view(n, c, h, w)
+
+
+@contextlib.contextmanager
+def captum_accumulating_unpool():
+    """Captum's max-pool rule with max_unpool2d (which *overwrites* where overlapping windows
+    pick the same element, so the last window wins) replaced by the accumulating scatter, which
+    is what the generated graph computes (and what the plain gradient does)."""
+    import captum.attr._core.deep_lift as dlm
+
+    def maxpool2d_add(module, inputs, outputs, grad_input, grad_output, eps=1e-10):
+        return dlm.maxpool(module, F.max_pool2d, _unpool_add, inputs, outputs, grad_input,
+                           grad_output, eps=eps)
+    saved = dlm.SUPPORTED_NON_LINEAR[nn.MaxPool2d]
+    dlm.SUPPORTED_NON_LINEAR[nn.MaxPool2d] = maxpool2d_add
+    try:
+        yield
+    finally:
+        dlm.SUPPORTED_NON_LINEAR[nn.MaxPool2d] = saved
+
+
+def captum_deeplift(head: nn.Module, A: torch.Tensor, target, accumulate_unpool: bool = False) -> np.ndarray:
     """Captum DeepLift multipliers against A0 = 0, image by image (captum issue #1276)."""
     from captum.attr import DeepLift
     dl = DeepLift(head, multiply_by_inputs=False)
     ts = np.broadcast_to(np.asarray(target), (A.shape[0],))
     out = []
-    for i in range(A.shape[0]):
-        a = A[i:i + 1].detach().clone()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out.append(dl.attribute(a, torch.zeros_like(a), target=int(ts[i])).detach().numpy())
+    ctx = captum_accumulating_unpool() if accumulate_unpool else contextlib.nullcontext()
+    with ctx:
+        for i in range(A.shape[0]):
+            a = A[i:i + 1].detach().clone()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out.append(dl.attribute(a, torch.zeros_like(a), target=int(ts[i])).detach().numpy())
     return np.concatenate(out)
 
 
@@ -196,9 +225,15 @@ def conv_act_head(act: nn.Module, k: int = 6, c: int = 5) -> nn.Module:
 
 
 def pool_head(pool: nn.Module, k: int = 6, c: int = 5, hw: int = 6) -> nn.Module:
-    """Conv -> ReLU -> pool -> Flatten -> Linear (the pool's output size found by a dry run)."""
+    """Conv -> ReLU -> Conv1x1 -> pool -> Flatten -> Linear (pool output size by a dry run).
+
+    The 1x1 conv keeps the ReLU and the pool from being adjacent: Captum's DeepLift hooks the
+    output tensor of one module and the input tensor of the next, so when two hooked modules
+    touch, the upstream one records the gradient *before* the downstream rule replaces it and
+    Captum's max-pool rule is silently lost. All-zero ReLU windows still tie after the 1x1 conv.
+    """
     torch.manual_seed(2)
-    body = nn.Sequential(nn.Conv2d(k, 8, 3, padding=1), nn.ReLU(), pool)
+    body = nn.Sequential(nn.Conv2d(k, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1), pool)
     with torch.no_grad():
         n = body(torch.zeros(1, k, hw, hw)).numel()
     return nn.Sequential(*body, nn.Flatten(), nn.Linear(n, c)).eval()
