@@ -818,11 +818,23 @@ def tail_ortvalues(A, M, maps, *, weights=None, alpha=None, low_res=None,
 
 
 def gpu_available() -> Tuple[bool, str]:
-    """(True, '') when a CUDA device is usable by cuda-python, else (False, reason)."""
+    """(True, '') when a CUDA device is usable by the default backend (cuda-python:
+    cuda.core + cuda.bindings, NVRTC, driver, one device or more), else (False, reason)."""
     try:
         from cuda.bindings import driver  # type: ignore
     except Exception:
         return False, "cuda-python (cuda.bindings) is not installed"
+    try:
+        import cuda.core  # type: ignore  # noqa: F401
+    except Exception:
+        try:
+            import cuda.core.experimental  # type: ignore  # noqa: F401
+        except Exception:
+            return False, "cuda-python's cuda.core is not installed (pip install cuda-core)"
+    try:
+        _nvrtc()
+    except KernelUnavailableError as exc:
+        return False, str(exc)
     try:
         err, = driver.cuInit(0)
         if int(err) != 0:
