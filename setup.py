@@ -38,7 +38,7 @@ setup(
         # torch is pinned to the releases this project is tested with; pip takes
         # them from the local disk on the project machines (never a multi-GB download).
         "export": ["torch==2.14.1", "torchvision==0.29.1", "onnx>=1.15"],
-        "gpu": ["onnxruntime-gpu>=1.16", "cuda-python>=12"],
+        "gpu": ["onnxruntime-gpu>=1.16", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
         "pycuda": ["pycuda"],
         "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7", "opencv-python-headless>=4.8",
                  "grad-cam>=1.5"],
