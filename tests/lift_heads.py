@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import warnings
 
@@ -176,6 +177,21 @@ class FunctionalTail(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
 
 
+@functools.lru_cache(maxsize=None)
+def torchvision_runner(name: str, cut: str, rule: str):
+    """(head, activation shape, Runner) built once per test process (VGG-16 export is slow)."""
+    head, shape = torchvision_head(name, cut)
+    onnx_head = _torchvision_onnx(name, cut)
+    return head, shape, Runner(multipliers_model(onnx_head, rule))
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision_onnx(name: str, cut: str):
+    head, shape = torchvision_head(name, cut)
+    return export_head(head, torch.zeros(1, *shape))
+
+
+@functools.lru_cache(maxsize=None)
 def torchvision_head(name: str, cut: str):
     """(head module, activation shape without batch) for a named split of a torchvision model."""
     import torchvision.models as tvm

@@ -3,7 +3,7 @@ import pytest
 import torch.nn as nn
 
 from lift_heads import (ACTIVATIONS, CAPTUM_ACTIVATIONS, assert_close, captum_deeplift, conv_act_head,
-                        draw_activation, lift, pool_head, torchvision_head)
+                        draw_activation, lift, pool_head, torchvision_runner)
 
 RTOL = 1e-4
 
@@ -17,9 +17,10 @@ def _check(head, A, targets, accumulate_unpool=False):
 @pytest.mark.parametrize("kind", ["relu", "normal"])
 @pytest.mark.parametrize("name,cut", [("vgg16", "features.29"), ("resnet50", "layer3")])
 def test_torchvision_heads(name, cut, kind):
-    head, shape = torchvision_head(name, cut)
+    head, shape, run = torchvision_runner(name, cut, "deeplift")
     A = draw_activation((2, *shape), seed=21, kind=kind)
-    _check(head, A, [3, 917])
+    _, M = run(A.numpy(), [3, 917])
+    assert_close(M, captum_deeplift(head, A, [3, 917]), rtol=RTOL)
 
 
 @pytest.mark.parametrize("act", CAPTUM_ACTIVATIONS)

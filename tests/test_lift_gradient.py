@@ -3,7 +3,7 @@ import pytest
 import torch.nn as nn
 
 from lift_heads import (ACTIVATIONS, BNHead, ShapeOpsHead, assert_close, conv_act_head, draw_activation,
-                        lift, pool_head, torch_grad, torchvision_head)
+                        lift, pool_head, torch_grad, torchvision_runner)
 
 TV_SPLITS = [
     ("vgg16", "features.29"),
@@ -27,9 +27,11 @@ def _check(head, A, targets, rtol=1e-5):
 
 @pytest.mark.parametrize("name,cut", TV_SPLITS, ids=[f"{n}@{c}" for n, c in TV_SPLITS])
 def test_torchvision_heads(name, cut):
-    head, shape = torchvision_head(name, cut)
+    head, shape, run = torchvision_runner(name, cut, "gradient")
     A = draw_activation((2, *shape), seed=11)
-    _check(head, A, [3, 917])
+    y, M = run(A.numpy(), [3, 917])
+    assert_close(y, head(A).detach().numpy(), rtol=1e-4)
+    assert_close(M, torch_grad(head, A, [3, 917]), rtol=1e-5)
 
 
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
