@@ -458,11 +458,14 @@ def cmd_explain(args) -> int:
     labels = bundle.labels
     out = Path(args.out)
     files, missing = collect_inputs(args.inputs, exclude=out)
+    if not files:
+        raise CliError("no input images found: " + (
+            f"nothing matches {', '.join(missing)}" if missing else
+            f"no image files ({', '.join(IMAGE_EXTENSIONS[:6])}, ...) in "
+            + ", ".join(args.inputs)))
     failures = [(m, "no such file, folder or matching pattern") for m in missing]
     for name, why in failures:
         _say(f"liftcam: {name}: {why}")
-    if not files:
-        raise CliError("no input images found in " + " ".join(args.inputs))
     out.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(files)
     records, npz = [], {}
@@ -763,6 +766,8 @@ def cmd_export(args) -> int:
             pre["resize"] = None
     if args.bgr:
         pre["channel_order"] = "BGR"
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise CliError(f"{args.out} already exists; pass --overwrite to replace it")
     if args.onnx:
         if args.weights or args.num_classes:
             raise CliError("--weights/--num-classes apply to --arch/--factory, not --onnx")
@@ -778,7 +783,7 @@ def cmd_export(args) -> int:
         if not args.weights:
             _say(f"liftcam: warning: no --weights given: exporting {name} with random weights")
         out = args.out or f"{name}.liftcam"
-        if Path(out).exists() and not args.overwrite:
+        if not args.out and Path(out).exists() and not args.overwrite:
             raise CliError(f"{out} already exists; pass --overwrite to replace it")
         shape = args.input_shape or (3, 224, 224)
         path = liftcam.export(model, target_layer=args.layer, input_shape=shape, out_dir=out,
