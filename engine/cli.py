@@ -257,15 +257,22 @@ class Progress:
         frac = self.done / self.total
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         bar = "#" * int(30 * frac)
-        self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} "
-                          f"{rate:.1f}/s {note[:30]:<30}")
+        line = (f"{self.label} [{bar:<30}] {self.done}/{self.total} "
+                f"{rate:.1f}/s {note[:30]:<30}")
+        self.stream.write("\r" + line[:self._width() - 1])
         self.stream.flush()
         self._drawn = True
+
+    @staticmethod
+    def _width() -> int:
+        import shutil
+
+        return max(20, shutil.get_terminal_size((100, 24)).columns)
 
     def write(self, msg: str) -> None:
         """Print a message line without garbling the bar."""
         if self._drawn:
-            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.write("\r" + " " * (self._width() - 1) + "\r")
         self.stream.write(msg + "\n")
         self.stream.flush()
         if self._drawn:

@@ -77,6 +77,10 @@ def images(tmp_path_factory):
 def test_version_and_help():
     r = run("--version")
     assert r.returncode == 0 and r.stdout.strip() == "liftcam 0.1.0"
+    script = Path(sys.executable).with_name("liftcam")        # the console script
+    if script.is_file():
+        r = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip() == "liftcam 0.1.0"
     r = run("--help")
     assert r.returncode == 0
     for cmd in ("demo", "explain", "info", "export", "layers"):
