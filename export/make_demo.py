@@ -59,6 +59,7 @@ def make_demo(out=DEFAULT_OUT, weights_dir=None, untrained=False, seed=SAMPLE_SE
             input_shape=(3, demo_models.INPUT_SIZE, demo_models.INPUT_SIZE),
             out_dir=out / f"{name}.liftcam", labels=list(shapes.CLASSES),
             preprocessing=dict(demo_models.PREPROCESSING), overwrite=True)
+        Path(path).chmod(0o755)             # the writer's temp dir is 0700; package data is not
         size = sum(f.stat().st_size for f in Path(path).iterdir())
         log(f"exported {name} -> {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f}s)")
         written["bundles"].append(str(path))
