@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", type=_methods, default=None, metavar="M[,M...]",
                    help="methods to run (default: all; 'cam' only for linear heads)")
     d.add_argument("--shap-samples", type=_positive, default=None, metavar="N",
-                   help="permutations per image for 'shap' (default: 16)")
+                   help="permutations per image for 'shap' (default: 128)")
     d.add_argument("--tile", type=_positive, default=None, metavar="PX",
                    help="tile size of the grid in pixels (default: 128)")
     d.add_argument("--providers", nargs="+", default=None, metavar="P",

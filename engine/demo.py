@@ -24,7 +24,7 @@ SAMPLES_JSON = "samples.json"
 #: every method, in the demo's column order; ``cam`` only where the head is linear
 METHODS = ("liftcam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "ablationcam",
            "scorecam", "shap", "cam")
-SHAP_SAMPLES = 16          # permutations per image for the sampled channel-SHAP column
+SHAP_SAMPLES = 128         # permutations per image for the sampled channel-SHAP column
 
 TILE = 128                 # pixels per tile (square)
 GAP = 4                    # pixels between tiles and around the border
@@ -224,6 +224,7 @@ def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int 
         acc = f", {correct}/{n_known} predicted correctly" if n_known else ""
         log(f"{name}: {len(samples)} images x {len(used)} methods in "
             f"{time.perf_counter() - t_model:.1f}s{acc} -> {grid_path}")
+        log("  seconds per method: " + ", ".join(f"{m} {s:.2f}" for m, s in seconds.items()))
     summary["total_seconds"] = round(time.perf_counter() - t_start, 3)
     write_bytes_atomic(out / "summary.json",
                        (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
