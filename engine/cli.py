@@ -584,7 +584,8 @@ def cmd_info(args) -> int:
     lines.append("activation   " + "x".join("N" if d is None else str(d) for d in act["shape"]))
     head = m.get("head", {})
     if head:
-        lines.append(f"head         {'linear (GAP + dense): cam available' if head.get('linear') else 'non-linear'}")
+        kind = "linear (GAP + dense): cam available" if head.get("linear") else "non-linear"
+        lines.append(f"head         {kind}")
     labels = m.get("labels")
     if labels:
         shown = ", ".join(f"{i}:{lab}" for i, lab in enumerate(labels[:20]))
