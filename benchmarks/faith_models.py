@@ -14,7 +14,7 @@ feature extractor; they differ in K and in the head after the target layer ``fea
 Both reuse the trained VGG demo model's first three blocks (frozen) as their backbone; only
 the new K-channel block and the head are trained, on cached backbone features. Training is
 deterministic (fixed seeds, ``torch.use_deterministic_algorithms``, 2 threads) and small
-(4000 generated images, 15 epochs over cached features: well under a minute of CPU). The
+(4000 generated images, 20 epochs over cached features: well under a minute of CPU). The
 trained weights are committed under ``benchmarks/faith_weights/<name>.pt`` (tens of KB);
 :func:`load_or_train` falls back to training into a cache directory when they are missing.
 
@@ -118,7 +118,7 @@ def _backbone_features(model, x, batch=250):
 
 
 def train(names=tuple(SPECS), out=WEIGHTS_DIR, backbone=None, n_train=4000, n_val=500,
-          epochs=15, batch=64, lr=3e-3, seed=0, log=print) -> dict:
+          epochs=20, batch=64, lr=1e-2, seed=0, log=print) -> dict:
     """Train the named models deterministically; write ``out/<name>.pt`` and ``out/metrics.json``.
 
     ``backbone``: the VGG demo weights (default: the committed ``export/demo_weights/vgg_demo.pt``).
@@ -219,7 +219,7 @@ def main(argv=None):
     t.add_argument("--models", nargs="+", default=list(SPECS), choices=sorted(SPECS))
     t.add_argument("--backbone", default=None,
                    help="VGG demo weights (default: export/demo_weights/vgg_demo.pt)")
-    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--n-train", type=int, default=4000)
     a = p.parse_args(argv)
     train(tuple(a.models), out=a.out, backbone=a.backbone, epochs=a.epochs, n_train=a.n_train,
