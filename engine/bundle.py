@@ -102,6 +102,9 @@ def _check_manifest(m, where: Path) -> None:
         if role not in m["graphs"]:
             raise BundleError(f"{where}: malformed manifest: graphs has no {role!r} entry")
     for role, name in m["graphs"].items():
+        if not isinstance(name, str):
+            raise BundleError(f"{where}: malformed manifest: graphs[{role!r}] must be a file "
+                              f"name (str), got {type(name).__name__}")
         if name not in m["files"]:
             raise BundleError(f"{where}: malformed manifest: graph {role!r} ({name}) has no entry "
                               "in 'files' (every file needs its sha256)")
@@ -154,6 +157,7 @@ def load_bundle(path, verify: bool = True) -> Bundle:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{mpath}: malformed manifest (not valid JSON: {exc})") from exc
     _check_manifest(manifest, mpath)
+    listed = {_inside(root, n, "") for n in manifest["files"]}   # resolved paths
     for name, entry in manifest["files"].items():
         fpath = root / name
         if not fpath.is_file():
@@ -169,7 +173,7 @@ def load_bundle(path, verify: bool = True) -> Bundle:
                 raise BundleError(f"{fpath}: not a readable ONNX file ({exc})") from exc
             for loc in locations:
                 target = _inside(root, loc, f"external data of {name}")
-                if target.name not in manifest["files"] and loc not in manifest["files"]:
+                if target not in listed:
                     raise BundleError(f"{root}: {name} uses external data {loc!r}, which the "
                                       "manifest does not list (so it is not hash-checked)")
     return Bundle(path=root, manifest=manifest)

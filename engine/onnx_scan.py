@@ -6,7 +6,8 @@ few fields on the way to ``TensorProto.external_data`` are decoded (field number
 
 ModelProto.graph = 7; ModelProto.functions = 25 (FunctionProto.node = 7);
 GraphProto.node = 1, initializer = 5, sparse_initializer = 15 (values = 1, indices = 2);
-NodeProto.attribute = 5; AttributeProto.t = 5, g = 6, tensors = 10, graphs = 11;
+NodeProto.attribute = 5; AttributeProto.t = 5, g = 6, tensors = 10, graphs = 11,
+sparse_tensor = 22, sparse_tensors = 23 (SparseTensorProto values = 1, indices = 2);
 TensorProto.external_data = 13 (StringStringEntryProto key = 1, value = 2).
 """
 from __future__ import annotations
@@ -73,6 +74,9 @@ def _node(buf: bytes, out: list) -> None:
                 _tensor(value, out)
             elif field in (6, 11):
                 _graph(value, out)
+            elif field in (22, 23):     # sparse_tensor(s): values = 1, indices = 2
+                for part in (*_sub(value, 1), *_sub(value, 2)):
+                    _tensor(part, out)
 
 
 def _graph(buf: bytes, out: list) -> None:
