@@ -442,3 +442,31 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["keep.txt"]
     with pytest.raises(InputError):
         write_bytes_atomic(tmp_path / "no" / "dir.bin", b"x")
+
+
+# ----------------------------------------------------------------------------- without cv2 / grad-cam
+# (CI's fresh venv has neither; these pin the same behaviour without them)
+
+def test_jet_table_pinned():
+    import hashlib
+    lut = colormap_jet(np.arange(256, dtype=np.float64)[None] / 255.0 + 1e-9)[0]
+    # sha256 of cv2.applyColorMap(arange(256), COLORMAP_JET)[..., ::-1] (OpenCV 5.0)
+    assert hashlib.sha256(np.ascontiguousarray(lut).tobytes()).hexdigest() == \
+        "661fa696672fecb0ffa3e76bff80e0119d8308227c361c0043f705d8c867faad"
+    known = {0: (0, 0, 128), 31: (0, 0, 252), 32: (0, 0, 255), 96: (2, 255, 254),
+             128: (130, 255, 126), 160: (255, 252, 0), 224: (252, 0, 0), 255: (128, 0, 0)}
+    for i, c in known.items():
+        assert tuple(lut[i]) == c
+
+
+def test_overlay_formula_without_grad_cam():
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, size=(10, 12, 3), dtype=np.uint8)
+    cam = rng.random((10, 12)).astype(np.float32)
+    alpha = 0.25
+    # show_cam_on_image(img/255, cam, use_rgb=True, image_weight=1-alpha), transcribed
+    heat = np.float32(colormap_jet(cam)) / 255
+    w = 1 - alpha
+    ref = (1 - w) * heat + w * (np.float32(img) / 255)
+    ref = np.uint8(255 * (ref / np.max(ref)))
+    np.testing.assert_array_equal(np.asarray(overlay(Image.fromarray(img), cam, alpha)), ref)
