@@ -226,6 +226,7 @@ def evaluate_model(name, explainer, x, targets, masks, cfg, info) -> dict:
 
     results = {}
     curves = {}
+    per_image = {}
     for method in METHODS:
         t0 = time.perf_counter()
         e = explanations[method]
@@ -250,6 +251,7 @@ def evaluate_model(name, explainer, x, targets, masks, cfg, info) -> dict:
         r["energy_pointing_game"], r["energy_pointing_game_sem"] = \
             _summary(epg.per_image)["mean"], _summary(epg.per_image)["sem"]
         r["empty_maps"] = int(epg.empty.sum())
+        r["map_mean"] = float(maps.mean())      # coverage: AD/IC/ADD favour broad maps
         ag = M.coefficient_agreement(e.weights.astype(np.float64), phi, shap_stderr=stderr,
                                      top_k=top_k)
         for key in ("pearson", "spearman", "l2_normalised", "l2_relative", "topk_overlap",
@@ -257,11 +259,22 @@ def evaluate_model(name, explainer, x, targets, masks, cfg, info) -> dict:
             r[f"shap_{key}"] = ag.mean[key]
         for key in ("pearson", "spearman", "l2_normalised", "topk_overlap"):
             r[f"shap_{key}_sem"] = _summary(getattr(ag, key))["sem"]
+        per_image[method] = {
+            "average_drop": conf["average_drop"].per_image,
+            "average_drop_in_deletion": conf["average_drop_in_deletion"].per_image,
+            "deletion_auc": dele.auc, "insertion_auc": ins.auc,
+            "pointing_game": pg.hits.astype(np.float64), "energy_pointing_game": epg.per_image,
+            "shap_pearson": ag.pearson, "shap_l2_normalised": ag.l2_normalised}
         results[method] = r
         curves[method] = {"fractions": dele.fractions.tolist(),
                           "deletion": dele.curves.mean(axis=0).tolist(),
                           "insertion": ins.curves.mean(axis=0).tolist()}
         runtime[f"metrics_{method}"] = time.perf_counter() - t0
+    # paired per-image differences (method − liftcam): mean and its standard error
+    for method in METHODS:
+        results[method]["vs_liftcam"] = {
+            key: _summary(np.asarray(v, np.float64) - per_image["liftcam"][key])
+            for key, v in per_image[method].items()}
     return {"info": info, "methods": results, "curves": curves}, explanations, runtime
 
 
@@ -299,7 +312,10 @@ def markdown(report) -> str:
         f"{cfg['pointing_tolerance']} px); EPG: share of map mass inside the mask. "
         f"φ columns: each method's channel coefficients vs the SHAP reference (per image, "
         f"averaged); L2n = ‖c/‖c‖ − φ/‖φ‖‖; top-k overlap by value with k = min({TOP_K}, K). "
-        f"**Bold**: best CAM method per column (the shap row is the reference, not ranked).")
+        f"**Bold**: best CAM method per column (the shap row is the reference, not ranked). "
+        f"map mean: the maps' mean value (coverage; AD, IC and ADD favour broad maps). The JSON "
+        f"holds standard errors (``*_sem``) and paired per-image differences to LIFT-CAM "
+        f"(``vs_liftcam``).")
     lines.append("")
     for name, m in report["models"].items():
         if "skipped" in m:
@@ -321,8 +337,9 @@ def markdown(report) -> str:
                       f"{sd['shap_topk_overlap']:.3f} (the noise ceiling).")
         lines += [extra, ""]
         keys = list(ALL_METRICS)
-        lines.append("| method | " + " | ".join(ALL_METRICS[k][0] for k in keys) + " |")
-        lines.append("|---|" + "---:|" * len(keys))
+        lines.append("| method | " + " | ".join(ALL_METRICS[k][0] for k in keys)
+                     + " | map mean |")
+        lines.append("|---|" + "---:|" * (len(keys) + 1))
         best = {}
         for k in keys:  # ties as displayed count as ties
             shown = {meth: float(_fmt(m["methods"][meth][k], k))
@@ -338,6 +355,7 @@ def markdown(report) -> str:
                 if meth != "shap" and meth in best[k]:
                     c = f"**{c}**"
                 cells.append(c)
+            cells.append(f"{m['methods'][meth]['map_mean']:.3f}")
             lines.append(f"| {meth} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
