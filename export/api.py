@@ -131,7 +131,7 @@ def export(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, la
     import torch
 
     from liftcam.export.capture import module_name, torch_to_onnx
-    from liftcam.export.split import candidates, default_cut
+    from liftcam.export.split import candidates, crossing_tensors, default_cut
 
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"export() takes a torch.nn.Module, got {type(model).__name__}; "
@@ -154,6 +154,12 @@ def export(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, la
 
             act_shape = activation_shapes(onnx_model, input_shape)[tensor][1:]
             name, aliases = layers[0], [n for n in names[tensor] if n != layers[0]]
+            crossing = crossing_tensors(onnx_model, tensor)
+            if crossing:   # name the layer the user asked for, not the internal mark tensor
+                raise ExportError(
+                    f"cannot cut at layer {name!r}: a skip connection crosses the cut; the head "
+                    f"would need these tensors from before it: {crossing}. Choose a layer at a "
+                    "block boundary (liftcam.candidate_layers(model) marks the cuttable ones)")
         with torch.no_grad():
             one = model(torch.from_numpy(example[:1])).numpy()
     finally:
