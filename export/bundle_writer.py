@@ -62,6 +62,11 @@ def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+    if out.exists() and not (out.is_dir() and ((out / MANIFEST).is_file()
+                                               or not any(out.iterdir()))):
+        # overwrite replaces a bundle (or an empty directory), never an unrelated file/folder
+        raise ExportError(f"{out} exists and is not a liftcam bundle (no {MANIFEST}); refusing "
+                          "to replace it even with overwrite=True. Choose another out_dir.")
     unknown = set(models) - set(GRAPH_FILES)
     if unknown:
         raise ExportError(f"unknown graph roles {sorted(unknown)}")

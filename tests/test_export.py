@@ -323,6 +323,16 @@ def test_export_restores_training_mode_and_overwrite(tmp_path):
     assert m["target_layer"]["name"] == "features.1" and m["activation"]["shape"][1:] == [16, 32, 32]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.liftcam"]   # no temp dirs left
     liftcam.load_bundle(out)
+    # overwrite=True replaces a bundle, never a directory or file that is not one
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    (tmp_path / "file.txt").write_text("keep me too")
+    for target in (precious, tmp_path / "file.txt"):
+        with pytest.raises(ExportError, match="not a liftcam bundle"):
+            liftcam.export(model, input_shape=(3, 32, 32), out_dir=target, overwrite=True)
+    assert (precious / "thesis.tex").read_text() == "keep me"
+    assert (tmp_path / "file.txt").read_text() == "keep me too"
 
 
 # ----------------------------------------------------------------------------- ONNX export
@@ -555,3 +565,15 @@ def test_error_labels_and_bad_arguments(tiny_model, tmp_path):
     assert list(tmp_path.iterdir()) == []         # nothing half-written, no temp directory
     _export_error(lambda: liftcam.export("model.pt"), "torch.nn.Module", "export_onnx")
     _export_error(lambda: liftcam.export(tiny_model, input_shape=(32, 32)), "(C, H, W)")
+
+
+def test_onnx_with_static_batch_is_made_dynamic(tiny_model, tmp_path):
+    src = tmp_path / "static.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tiny_model, torch.zeros(1, *TINY_SHAPE), str(src), dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["output"])
+    assert onnx.load(str(src)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    path = liftcam.export_onnx(src, out_dir=tmp_path / "s.liftcam")
+    assert json.loads((path / MANIFEST).read_text())["verification"]["batch_sizes"] == [2, 1]
+    _check_split(path, tiny_model[:-1], TINY_SHAPE, seed=6)
