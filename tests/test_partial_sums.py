@@ -1,0 +1,87 @@
+"""export/partial_sums.py: α from channel-partial sums equals Σ_ij A·M of the multipliers graph."""
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+import liftcam
+from liftcam.export.partial_sums import NotApplicable, build_alpha_model, verify
+
+
+class VGGish(nn.Module):
+    """features (ReLU output) -> MaxPool, AdaptiveAvgPool, Flatten, Linear, ReLU, ... (VGG head)."""
+
+    def __init__(self, act=nn.ReLU, pool=True):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(6, 8, 3, padding=1), act())
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d(4)
+        self.classifier = nn.Sequential(nn.Linear(8 * 16, 32), nn.ReLU(), nn.Dropout(),
+                                        nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 7))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.pool(self.features(x))), 1))
+
+
+class GapHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(5, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def _bundle(tmp_path, net, size, name="features"):
+    torch.manual_seed(0)
+    for p in net.parameters():      # non-zero biases: the reference u0 = 0, not z0 = 0
+        nn.init.uniform_(p, -0.5, 0.5)
+    path = liftcam.export(net.eval(), name, input_shape=(3, size, size),
+                          out_dir=tmp_path / "b.liftcam")
+    load = lambda f: onnx.load(str(path / f))  # noqa: E731
+    return load("head.onnx"), load("features.onnx"), load("multipliers_deeplift.onnx")
+
+
+@pytest.mark.parametrize("size", [8, 16])       # 16: an AveragePool that really averages
+def test_alpha_equals_sum_of_A_times_M(tmp_path, size):
+    head, feats, mult = _bundle(tmp_path, VGGish(), size)
+    K, h, w = [d.dim_value for d in feats.graph.output[0].type.tensor_type.shape.dim[1:]]
+    model = build_alpha_model(head, feats, multipliers=mult)
+    onnx.checker.check_model(model)
+    assert verify(model, mult, (K, h, w), seed=3) < 1e-5
+    # completeness through the graph: Σ_k α = y_c(A) - y_c(0)
+    import onnxruntime as ort
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    A = np.maximum(np.random.default_rng(1).standard_normal((2, K, h, w)), 0).astype(np.float32)
+    t = np.array([1, 5], np.int64)
+    logits, alpha = s.run(["logits", "alpha"], {"activation": A, "target": t})
+    y0, _ = s.run(["logits", "alpha"], {"activation": np.zeros_like(A), "target": t})
+    np.testing.assert_allclose(alpha.sum(1), logits[[0, 1], t] - y0[[0, 1], t], rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_gap_head(tmp_path):
+    head, feats, mult = _bundle(tmp_path, GapHead(), 6)
+    model = build_alpha_model(head, feats, multipliers=mult)
+    assert verify(model, mult, (5, 6, 6)) < 1e-5
+
+
+def test_maxpool_needs_nonnegative_activation(tmp_path):
+    head, feats, mult = _bundle(tmp_path, VGGish(act=nn.Tanh), 8)
+    with pytest.raises(NotApplicable, match="non-negative"):
+        build_alpha_model(head, feats, multipliers=mult)
+
+
+def test_non_per_channel_op_refused(tmp_path):
+    class Mixer(VGGish):
+        def forward(self, x):
+            a = self.avgpool(self.pool(self.features(x)))
+            a = a + a.mean(1, keepdim=True)          # mixes channels
+            return self.classifier(torch.flatten(a, 1))
+
+    head, feats, mult = _bundle(tmp_path, Mixer(), 8)
+    with pytest.raises(NotApplicable):
+        build_alpha_model(head, feats, multipliers=mult)
