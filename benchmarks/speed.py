@@ -9,7 +9,10 @@ For each model (torchvision, random weights seeded with 0) and batch size, on th
   dynamo=False, opset 17, dynamic batch) with liftcam's session options; ``ort-default`` the
   same with ONNX Runtime's default options; ``torch`` = PyTorch eager under ``no_grad`` with
   ``torch.set_num_threads`` = ONNX Runtime's intra-op threads;
-- liftcam: ``liftcam`` (``Explainer.explain``), ``liftcam-onnx`` (the one-file ``explain.onnx``
+- liftcam: ``liftcam`` (``Explainer.explain``; the bundle gets the partial-sums α graph of
+  ``export/partial_sums.py`` where its head allows it, unless ``--no-partial-sums``),
+  ``liftcam-M`` (the same through the multipliers graph, as bundles are exported today),
+  ``liftcam-onnx`` (the one-file ``explain.onnx``
   in a plain onnxruntime session, default options), ``gradcam``, ``ablationcam``,
   ``scorecam`` (``Explainer``);
 - peers: pytorch-grad-cam ``pgc-gradcam``, ``pgc-ablationcam``, ``pgc-scorecam`` on the same
@@ -45,14 +48,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-FAST = ["ort", "ort-default", "torch", "liftcam", "liftcam-onnx", "gradcam", "pgc-gradcam",
-        "captum-liftcam"]
+FAST = ["ort", "ort-default", "torch", "liftcam", "liftcam-M", "liftcam-onnx", "gradcam",
+        "pgc-gradcam", "captum-liftcam"]
 SLOW = ["ablationcam", "scorecam", "pgc-ablationcam", "pgc-scorecam"]
 LABELS = {
     "ort": "ONNX Runtime inference (floor; liftcam's session options)",
     "ort-default": "ONNX Runtime inference (ORT default options)",
     "torch": "PyTorch eager inference (no_grad)",
-    "liftcam": "liftcam LIFT-CAM (Explainer.explain)",
+    "liftcam": "liftcam LIFT-CAM (Explainer.explain; the α graph of partial sums where the "
+               "head allows it)",
+    "liftcam-M": "liftcam LIFT-CAM (Explainer.explain through the multipliers M)",
     "liftcam-onnx": "liftcam LIFT-CAM (explain.onnx, plain onnxruntime)",
     "gradcam": "liftcam Grad-CAM (Explainer)",
     "ablationcam": "liftcam Ablation-CAM (Explainer)",
@@ -117,7 +122,19 @@ def torch_parts(name: str, model):
     raise ValueError(name)
 
 
-def prepare(name: str, cache: Path) -> dict:
+def _add_partial_sums(bundle) -> bool:
+    """Until ``liftcam.export`` writes it itself: add the α graph (DESIGN §5) to the bundle."""
+    import json
+
+    graphs = json.loads((Path(bundle) / "manifest.json").read_text())["graphs"]
+    if "alpha_deeplift" in graphs:
+        return True
+    from liftcam.export.partial_sums import add_to_bundle
+
+    return add_to_bundle(bundle)
+
+
+def prepare(name: str, cache: Path, partial_sums: bool = True) -> dict:
     """Weights, the whole-model ONNX and the liftcam bundle of ``name`` (cached in ``cache``)."""
     layer, size = MODELS[name]
     d = cache / f"{name}_{size}"
@@ -125,6 +142,7 @@ def prepare(name: str, cache: Path) -> dict:
              "size": size, "layer": layer}
     done = {k: (str(v) if isinstance(v, Path) else v) for k, v in paths.items()}
     if all(Path(paths[k]).exists() for k in ("weights", "onnx", "bundle")):
+        done["partial_sums"] = partial_sums and _add_partial_sums(done["bundle"])
         return done
     import warnings
 
@@ -142,6 +160,7 @@ def prepare(name: str, cache: Path) -> dict:
                           dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}})
     liftcam.export(model, target_layer=layer, input_shape=(3, size, size),
                    out_dir=paths["bundle"], overwrite=True)
+    done["partial_sums"] = partial_sums and _add_partial_sums(done["bundle"])
     return done
 
 
@@ -174,8 +193,13 @@ def _child_ort(entry, paths, xs, threads):
                                  providers=["CPUExecutionProvider"])
         tg = {b: np.full(b, -1, np.int64) for b in xs}
         return (lambda b: s.run(None, {"image": xs[b], "target": tg[b]})), None
-    ex = Explainer(paths["bundle"], threads=threads)
-    method = entry
+    from liftcam.engine.bundle import load_bundle
+
+    bundle = load_bundle(paths["bundle"])
+    if entry == "liftcam-M":             # the multipliers path even where an α graph exists
+        bundle.manifest["graphs"].pop("alpha_deeplift", None)
+    ex = Explainer(bundle, threads=threads)
+    method = "liftcam" if entry == "liftcam-M" else entry
     warm = (lambda b: ex.predict(xs[b])) if entry in SLOW else None
     return (lambda b: ex.explain(xs[b], method=method, progress=False)), warm
 
@@ -228,8 +252,8 @@ def child_main(spec: dict):
     t_import = time.perf_counter()
     xs = _inputs(spec["batches"], spec["paths"]["size"])
     entry, threads = spec["entry"], spec["threads"]
-    if entry in ("ort", "ort-default", "liftcam-onnx", "liftcam", "gradcam", "ablationcam",
-                 "scorecam"):
+    if entry in ("ort", "ort-default", "liftcam-onnx", "liftcam", "liftcam-M", "gradcam",
+                 "ablationcam", "scorecam"):
         import numpy  # noqa: F401
         import onnxruntime  # noqa: F401
 
@@ -380,6 +404,8 @@ def main(argv=None):
     p.add_argument("--out", default="bench_out", help="output directory")
     p.add_argument("--cache", default=None,
                    help="where exported models are kept between runs (default: a temp dir)")
+    p.add_argument("--no-partial-sums", action="store_true",
+                   help="do not add the partial-sums α graph to the bundles")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -409,11 +435,12 @@ def main(argv=None):
         cache = Path(tmp.name)
     started = time.time()
     machine = common.machine_description(args.threads)
-    raw = {}
+    raw, partial = {}, {}
     try:
         for m in models:
             log(f"[{m}] exporting (cache {cache})")
-            paths = prepare(m, cache)
+            paths = prepare(m, cache, not args.no_partial_sums)
+            partial[m] = bool(paths["partial_sums"])
             raw[m] = measure_wave(m, FAST, batches, paths, args, log)
             if not args.no_slow:
                 raw[m].update(measure_wave(m, SLOW, batches[:1], paths, args, log))
@@ -431,14 +458,15 @@ def main(argv=None):
               f"calls after {args.warmup} warm-up; slow methods (Ablation-CAM, Score-CAM): batch "
               f"{batches[0]} only, {args.slow_repeats} calls. × ORT floor = median / median of "
               f"`ort` at the same batch. Peak RSS: each entry's own process, over all its batch "
-              f"sizes.\n")
+              f"sizes. α graph of partial sums in the bundle (entry `liftcam`): {partial}.\n")
     (out / "speed.md").write_text(header + "\n" + md + "\n", encoding="utf-8")
     common.write_json(out / "speed.json", {
         "command": cmd, "machine": machine, "elapsed_s": time.time() - started,
         "settings": {"models": models, "batches": batches, "repeats": args.repeats,
                      "slow_repeats": args.slow_repeats, "warmup": args.warmup,
                      "threads": args.threads, "gap_s": args.gap, "floor": FLOOR,
-                     "quick": q, "slow_entries": [] if args.no_slow else SLOW},
+                     "quick": q, "slow_entries": [] if args.no_slow else SLOW,
+                     "partial_sums": partial},
         "labels": LABELS, "raw": raw, "rows": rows})
     chart(rows, out / "speed.png")
     print(header)

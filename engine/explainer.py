@@ -17,6 +17,7 @@ from liftcam.engine.errors import InputError
 from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
 
 RULES = ("deeplift", "gradient")
+ALPHA_ROLE = "alpha_deeplift"   # optional graph: export/partial_sums.py
 
 
 @dataclass
@@ -224,6 +225,8 @@ class Explainer:
         if method == "liftcam" and self.on_device:
             return self._liftcam_on_device(x, t), {}
         A = self.session("features").run(None, {self._input_name: x})[0]
+        if method == "liftcam" and not self.on_device and ALPHA_ROLE in self.bundle.manifest["graphs"]:
+            return self._liftcam_alpha(x, A, t)
         b = _methods.Batch(self, x, A, t, progress=tick)
         weights, S, extra = _methods.METHODS[method](b, **options)
         low_res, maps = tail.finish(S, x.shape[2:])
@@ -277,3 +280,14 @@ class Explainer:
             weights, low_res, maps = (out[k].numpy() for k in ("alpha", "low_res", "maps"))
         return {"logits": logits, "targets": targets, "weights": weights, "low_res": low_res,
                 "maps": maps}
+
+    def _liftcam_alpha(self, x, A, t):
+        """CPU LIFT-CAM from the bundle's channel-partial-sums graph (DESIGN §5): α directly,
+        without the multipliers M (no second read of the first dense layer's weights)."""
+        feed_t = np.full(A.shape[0], -1, np.int64) if t is None else t
+        logits, w = self.session(ALPHA_ROLE).run(["logits", "alpha"],
+                                                 {"activation": A, "target": feed_t})
+        targets = np.argmax(logits, axis=1).astype(np.int64) if t is None else t
+        low_res, maps = tail.finish(tail.weighted_sum(A, w), x.shape[2:])
+        return {"logits": logits, "targets": targets, "weights": w, "low_res": low_res,
+                "maps": maps}, {}

@@ -280,3 +280,60 @@ def verify(alpha_model, multipliers, dims, seed=0) -> float:
             worst = max(worst, float(np.abs(al - ref).max() / scale),
                         float(np.abs(lg - lg2).max() / max(np.abs(lg2).max(), 1e-30)))
     return worst
+
+
+ROLE, FILE = "alpha_deeplift", "alpha_deeplift.onnx"
+
+
+def add_to_bundle(bundle_dir) -> bool:
+    """Add ``alpha_deeplift.onnx`` to an existing bundle, its weights pointing into the bundle's
+    shared ``weights.bin`` (nothing is stored twice), and list it in the manifest.
+
+    Returns False (bundle unchanged) when the head does not allow partial sums. Until the
+    exporter builds this graph itself, this is the post-export step that enables it.
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from liftcam.engine.bundle import MANIFEST, WEIGHTS, load_bundle, sha256_file
+
+    bundle = load_bundle(bundle_dir)
+    root = Path(bundle.path)
+    load = lambda role: onnx.load(str(bundle.graph(role)))  # noqa: E731
+    head, features, mult = load("head"), load("features"), load("multipliers_deeplift")
+    try:
+        model = build_alpha_model(head, features, bundle.activation_shape, multipliers=mult)
+    except NotApplicable:
+        return False
+    index = {}
+    with open(root / WEIGHTS, "rb") as f:
+        for role in bundle.manifest["graphs"]:
+            g = onnx.load(str(bundle.graph(role)), load_external_data=False).graph
+            for t in g.initializer:
+                if t.data_location != TensorProto.EXTERNAL:
+                    continue
+                e = {kv.key: kv.value for kv in t.external_data}
+                f.seek(int(e["offset"]))
+                raw = f.read(int(e["length"]))
+                index.setdefault(hashlib.sha256(raw).hexdigest(), (e["offset"], e["length"]))
+    for t in model.graph.initializer:
+        raw = t.raw_data or numpy_helper.to_array(t).tobytes()
+        hit = index.get(hashlib.sha256(raw).hexdigest()) if len(raw) >= 1024 else None
+        if hit is None:
+            continue
+        dims, dtype, name = list(t.dims), t.data_type, t.name
+        t.Clear()
+        t.name, t.data_type = name, dtype
+        t.dims.extend(dims)
+        t.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", WEIGHTS), ("offset", hit[0]), ("length", hit[1])):
+            kv = t.external_data.add()
+            kv.key, kv.value = k, v
+    (root / FILE).write_bytes(model.SerializeToString())
+    manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    manifest["graphs"][ROLE] = FILE
+    manifest["files"][FILE] = {"sha256": sha256_file(root / FILE),
+                               "bytes": (root / FILE).stat().st_size}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return True

@@ -69,7 +69,12 @@ def test_rows_consistent_with_raw_timings(quick_run):
     data = json.loads((out / "speed.json").read_text())
     rows = data["rows"]
     s = data["settings"]
-    expected = sum(len(s["batches"]) for _ in s["models"]) * 8 + len(s["models"]) * 4
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import speed
+    finally:
+        sys.path.pop(0)
+    expected = len(s["models"]) * (len(s["batches"]) * len(speed.FAST) + len(speed.SLOW))
     assert len(rows) == expected
     for r in rows:
         ts = data["raw"][r["model"]][r["entry"]]["times_s"][str(r["batch"])]

@@ -85,3 +85,31 @@ def test_non_per_channel_op_refused(tmp_path):
     head, feats, mult = _bundle(tmp_path, Mixer(), 8)
     with pytest.raises(NotApplicable):
         build_alpha_model(head, feats, multipliers=mult)
+
+
+def test_add_to_bundle_explainer_uses_alpha_graph(tmp_path):
+    """The bundle gains alpha_deeplift.onnx with no new weight bytes, and Explainer's CPU
+    LIFT-CAM through it equals the multipliers path."""
+    import json
+
+    from liftcam.engine.bundle import load_bundle
+    from liftcam.export.partial_sums import add_to_bundle
+
+    _bundle(tmp_path, VGGish(), 16)
+    path = tmp_path / "b.liftcam"
+    before = (path / "weights.bin").stat().st_size
+    assert add_to_bundle(path)
+    assert (path / "weights.bin").stat().st_size == before
+    assert json.loads((path / "manifest.json").read_text())["graphs"]["alpha_deeplift"]
+    with_alpha = liftcam.Explainer(path)
+    plain_bundle = load_bundle(path)
+    plain_bundle.manifest["graphs"].pop("alpha_deeplift")
+    plain = liftcam.Explainer(plain_bundle)
+    x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    for t in (None, [0, 6, 2]):
+        a, b = with_alpha.explain(x, t), plain.explain(x, t)
+        assert "alpha_deeplift" in with_alpha._sessions and "alpha_deeplift" not in plain._sessions
+        np.testing.assert_array_equal(a.targets, b.targets)
+        for k in ("logits", "weights", "low_res", "maps"):    # the sums are reassociated
+            ref = getattr(b, k)
+            np.testing.assert_allclose(getattr(a, k), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
