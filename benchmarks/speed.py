@@ -398,6 +398,8 @@ def main(argv=None):
                    help="timed calls for Ablation-CAM/Score-CAM (default 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up calls (default 2)")
     p.add_argument("--no-slow", action="store_true", help="skip Ablation-CAM/Score-CAM")
+    p.add_argument("--entries", default=None,
+                   help="comma-separated subset of entries (default: all; 'ort' is always run)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads (default: ONNX Runtime's, physical cores)")
     p.add_argument("--gap", type=float, default=0.1, help="pause between calls, seconds")
@@ -418,6 +420,9 @@ def main(argv=None):
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 2)
     if q:
         args.gap = min(args.gap, 0.02)
+    wanted = set(FAST + SLOW) if not args.entries else set(args.entries.split(",")) | {FLOOR}
+    if wanted - set(FAST + SLOW):
+        p.error(f"unknown entries {sorted(wanted - set(FAST + SLOW))}; choose from {FAST + SLOW}")
     for m in models:
         if m not in MODELS:
             p.error(f"unknown model {m!r}; choose from {sorted(MODELS)}")
@@ -441,9 +446,10 @@ def main(argv=None):
             log(f"[{m}] exporting (cache {cache})")
             paths = prepare(m, cache, not args.no_partial_sums)
             partial[m] = bool(paths["partial_sums"])
-            raw[m] = measure_wave(m, FAST, batches, paths, args, log)
-            if not args.no_slow:
-                raw[m].update(measure_wave(m, SLOW, batches[:1], paths, args, log))
+            raw[m] = measure_wave(m, [e for e in FAST if e in wanted], batches, paths, args, log)
+            slow = [e for e in SLOW if e in wanted]
+            if slow and not args.no_slow:
+                raw[m].update(measure_wave(m, slow, batches[:1], paths, args, log))
     finally:
         if tmp is not None:
             tmp.cleanup()
