@@ -32,6 +32,7 @@ setup(
     package_data={
         "liftcam.engine": ["demo/*.png", "demo/*.json", "demo/*.liftcam/*"],
         "liftcam.kernels": ["*.cu"],
+        "liftcam.export": ["demo_weights/*"],
     },
     install_requires=["numpy>=1.23", "onnxruntime>=1.16", "Pillow>=9"],
     extras_require={

@@ -27,6 +27,7 @@ GRAPH_FILES = {
     "multipliers_gradient": "multipliers_gradient.onnx",
     "explain": "explain.onnx",
     "explain_gradcam": "explain_gradcam.onnx",
+    "alpha_deeplift": "alpha_deeplift.onnx",   # optional: LIFT-CAM's α by channel-partial sums
 }
 REQUIRED_GRAPHS = ("features", "head", "multipliers_deeplift", "multipliers_gradient")
 # manifest key -> the type(s) its value must have

@@ -67,6 +67,7 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
     from liftcam.export import lift
     from liftcam.export.bundle_writer import write_bundle
     from liftcam.export.fuse import build_explain_model
+    from liftcam.export.partial_sums import NotApplicable, build_alpha_model
     from liftcam.export.split import _graph_input, split, strip_final_softmax
 
     model, stripped = strip_final_softmax(model)
@@ -77,6 +78,11 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
     models = {"features": features, "head": head}
     for rule in ("deeplift", "gradient"):
         models[f"multipliers_{rule}"] = lift.build_multipliers_model(head, rule)
+    try:   # DESIGN §5: α by channel-partial sums of the first dense layer, where valid
+        models["alpha_deeplift"] = build_alpha_model(head, features, act_shape,
+                                                     multipliers=models["multipliers_deeplift"])
+    except NotApplicable:
+        pass
     models["explain"] = build_explain_model(features, models["multipliers_deeplift"], "liftcam")
     models["explain_gradcam"] = build_explain_model(features, models["multipliers_gradient"],
                                                     "gradcam")

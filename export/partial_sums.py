@@ -302,8 +302,11 @@ def add_to_bundle(bundle_dir) -> bool:
     from pathlib import Path
 
     from liftcam.engine.bundle import MANIFEST, WEIGHTS, load_bundle, sha256_file
+    from liftcam.engine.explainer import ALPHA_ROLE
 
     bundle = load_bundle(bundle_dir)
+    if ALPHA_ROLE in bundle.manifest["graphs"]:
+        return True            # the exporter already built it
     root = Path(bundle.path)
     load = lambda role: onnx.load(str(bundle.graph(role)))  # noqa: E731
     head, features, mult = load("head"), load("features"), load("multipliers_deeplift")
