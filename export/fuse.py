@@ -17,9 +17,14 @@ from liftcam.export.split import ACTIVATION, LOGITS, _graph_input
 IMAGE, TARGET, WEIGHTS, MAP = "image", "target", "weights", "map"
 
 
-def _prefixed(model: onnx.ModelProto, prefix: str, keep: set):
-    """Copies of the nodes and initializers of ``model`` with every name but ``keep`` prefixed."""
+def prefixed(model: onnx.ModelProto, prefix: str, keep: set, rename=None):
+    """Copies of the nodes and initializers of ``model`` with every tensor name prefixed,
+    except those in ``keep`` (unchanged) and ``rename`` (old name -> new name)."""
+    rename = rename or {}
+
     def name(n):
+        if n in rename:
+            return rename[n]
         return n if (not n or n in keep) else prefix + n
 
     nodes = []
@@ -73,8 +78,8 @@ def build_explain_model(features: onnx.ModelProto, multipliers: onnx.ModelProto,
     C, H, W = (d.dim_value for d in image_vi.type.tensor_type.shape.dim[1:])
     K, h, w = (d.dim_value for d in features.graph.output[0].type.tensor_type.shape.dim[1:])
     opset = max(o.version for o in features.opset_import if o.domain in ("", "ai.onnx"))
-    f_nodes, f_inits = _prefixed(features, "features/", {image_vi.name, ACTIVATION})
-    m_nodes, m_inits = _prefixed(multipliers, "lift/", {ACTIVATION, TARGET, LOGITS, "multipliers"})
+    f_nodes, f_inits = prefixed(features, "features/", {image_vi.name, ACTIVATION})
+    m_nodes, m_inits = prefixed(multipliers, "lift/", {ACTIVATION, TARGET, LOGITS, "multipliers"})
     if image_vi.name != IMAGE:
         f_nodes.insert(0, helper.make_node("Identity", [IMAGE], [image_vi.name],
                                            name="features/input"))

@@ -27,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from liftcam.engine.errors import ExportError
+from liftcam.export.fuse import prefixed
 
 PER_CHANNEL = ("MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Identity",
                "Dropout")
@@ -181,9 +182,6 @@ def build_alpha_model(head: onnx.ModelProto, features: onnx.ModelProto = None,
         opset_imports=list(head.opset_import), ir_version=head.ir_version)
     mult2 = build_multipliers_model(head2, "deeplift")   # (activation=u, target) -> logits, m_u
 
-    def pfx(n):
-        return n if n in (ACTIVATION, TARGET, LOGITS) or not n else "rest/" + n
-
     nodes, new_inits = [], []
     # prefix (its names are the head's; input renamed to "activation")
     ren = {in_vi.name: ACTIVATION}
@@ -216,19 +214,9 @@ def build_alpha_model(head: onnx.ModelProto, features: onnx.ModelProto = None,
     nodes.append(helper.make_node("ReduceSum", ["partial_sums/Z", const(
         "partial_sums/axis0", np.array([0], np.int64))], [u], keepdims=0))
     # the rest of the head and its multipliers, names prefixed, input "activation" -> u
-    for node in mult2.graph.node:
-        n = onnx.NodeProto()
-        n.CopyFrom(node)
-        n.name = "rest/" + n.name if n.name else ""
-        n.input[:] = [u if i == ACTIVATION else pfx(i) for i in n.input]
-        n.output[:] = ["partial_sums/m" if o == "multipliers" else pfx(o) for o in n.output]
-        nodes.append(n)
-    rest_init = []
-    for t in mult2.graph.initializer:
-        c = onnx.TensorProto()
-        c.CopyFrom(t)
-        c.name = pfx(t.name)
-        rest_init.append(c)
+    rest_nodes, rest_init = prefixed(mult2, "rest/", {TARGET, LOGITS},
+                                     rename={ACTIVATION: u, "multipliers": "partial_sums/m"})
+    nodes.extend(rest_nodes)
     # alpha (N, K) = Σ_j Z (K,N,J) * m (1,N,J)
     nodes.append(helper.make_node("Unsqueeze", ["partial_sums/m", const(
         "partial_sums/axes0", np.array([0], np.int64))], ["partial_sums/m1"]))
