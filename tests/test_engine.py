@@ -338,3 +338,20 @@ def test_engine_imports_without_torch_or_onnx():
             "liftcam.kernels; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_kernel_asked_for_without_cuda_is_refused(mlp):
+    _, ex = mlp
+    assert ex.use_kernel is False and ex.on_device is False
+    with pytest.raises(InputError, match="use_kernel=True needs the CUDA execution provider"):
+        liftcam.Explainer(ex.bundle, use_kernel=True)
+
+
+def test_cpu_liftcam_alpha_graph_equals_sum_of_a_times_m(mlp):
+    _, ex = mlp
+    assert "alpha_deeplift" in ex.bundle.manifest["graphs"]   # max-pool + MLP head: §5 applies
+    x = _images(4, seed=11)
+    A = ex.features(x)
+    _, M = ex.multipliers(A)
+    np.testing.assert_allclose(ex.explain(x).weights, (A.astype(np.float64) * M).sum(axis=(2, 3)),
+                               rtol=1e-5, atol=1e-6)
