@@ -349,7 +349,7 @@ def _nvrtc_check(nvrtc, result, prog=None, what="nvrtc"):
         if prog is not None:
             try:
                 _, n = nvrtc.nvrtcGetProgramLogSize(prog)
-                buf = b" " * n
+                buf = bytearray(n)
                 nvrtc.nvrtcGetProgramLog(prog, buf)
                 log = buf.decode(errors="replace").rstrip("\x00 ")
             except Exception:  # pragma: no cover
@@ -381,19 +381,23 @@ def compile_source(arch: str = "sm_90", target: str = "cubin",
         _nvrtc_check(nvrtc, nvrtc.nvrtcCompileProgram(prog, len(opts), opts), prog,
                      what=f"NVRTC compile of liftcam.cu for {arch}")
         _, n = nvrtc.nvrtcGetProgramLogSize(prog)
-        logbuf = b" " * n
+        # NVRTC writes into the buffer: it must be a fresh writable bytearray. A bytes object
+        # such as b" " * n is immutable, and for n == 1 it is CPython's shared b" ", which
+        # would then read b"\x00" everywhere in the process.
+        logbuf = bytearray(n)
         nvrtc.nvrtcGetProgramLog(prog, logbuf)
         log = logbuf.decode(errors="replace").rstrip("\x00 ")
         if target == "cubin":
             n = _nvrtc_check(nvrtc, nvrtc.nvrtcGetCUBINSize(prog), what="nvrtcGetCUBINSize")
-            buf = b" " * n
+            buf = bytearray(n)
             _nvrtc_check(nvrtc, nvrtc.nvrtcGetCUBIN(prog, buf), what="nvrtcGetCUBIN")
         else:
             n = _nvrtc_check(nvrtc, nvrtc.nvrtcGetPTXSize(prog), what="nvrtcGetPTXSize")
-            buf = b" " * n
+            buf = bytearray(n)
             _nvrtc_check(nvrtc, nvrtc.nvrtcGetPTX(prog, buf), what="nvrtcGetPTX")
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
+    buf = bytes(buf)
     return (buf, log) if return_log else buf
 
 

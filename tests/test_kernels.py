@@ -65,6 +65,8 @@ def test_nvrtc_compiles_same_file(arch):
     assert "liftcam_tail_multipliers" not in text  # host part is hidden from NVRTC
     cubin = L.compile_source(arch, "cubin")
     assert len(cubin) > 1000
+    # NVRTC's one-byte empty log must not have been written into CPython's shared b" "
+    assert b" " == bytes([32]) and b"\x00" != b" "
 
 
 def test_launcher_constants_match_cuda_source():
