@@ -14,6 +14,7 @@ from liftcam.engine import methods as _methods
 from liftcam.engine import tail
 from liftcam.engine.bundle import Bundle, load_bundle
 from liftcam.engine.errors import InputError
+from liftcam.engine.metrics import softmax
 from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
 
 RULES = ("deeplift", "gradient")
@@ -38,9 +39,7 @@ class Explanation:
     extra: dict = field(default_factory=dict)
 
     def probabilities(self) -> np.ndarray:
-        z = self.logits - self.logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.logits, axis=1).astype(self.logits.dtype)
 
 
 def _progress_bar(total: int, label: str):

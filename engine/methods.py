@@ -26,6 +26,7 @@ import numpy as np
 
 from liftcam.engine import tail
 from liftcam.engine.errors import InputError
+from liftcam.engine.metrics import softmax
 
 SHAP_EXACT_MAX_K = 16
 
@@ -160,8 +161,7 @@ def scorecam(b: Batch, **_):
             masks = (up - lo) / (hi - lo + np.float32(1e-8))
             scores[ks] = b.explainer.predict(b.x[n][None] * masks[:, None])[:, c]
             _tick(b, masks.shape[0])
-        e = np.exp(scores - scores.max())
-        w[n] = e / e.sum()
+        w[n] = softmax(scores)
     return w, tail.weighted_sum(b.A, w), {}
 
 
