@@ -13,15 +13,11 @@ from typing import Dict, List
 
 import numpy as np
 
+from liftcam.kernels.launcher import TailDims
+
 
 @dataclass(frozen=True)
-class TailCase:
-    N: int
-    K: int
-    h: int
-    w: int
-    H: int
-    W: int
+class TailCase(TailDims):
     seed: int
 
     @property
