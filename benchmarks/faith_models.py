@@ -31,14 +31,14 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from liftcam.engine import shapes
 from liftcam.export.demo_models import WEIGHTS_DIR as DEMO_WEIGHTS_DIR
-from liftcam.export.demo_models import VGGDemo, build_demo_model, to_input
+from liftcam.export.demo_models import (VGGDemo, build_demo_model, deterministic_cpu,
+                                        training_tensors)
 
 NUM_CLASSES = len(shapes.CLASSES)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "faith_weights"
@@ -123,18 +123,14 @@ def train(names=tuple(SPECS), out=WEIGHTS_DIR, backbone=None, n_train=4000, n_va
 
     ``backbone``: the VGG demo weights (default: the committed ``export/demo_weights/vgg_demo.pt``).
     """
-    torch.set_num_threads(2)
-    torch.use_deterministic_algorithms(True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    deterministic_cpu()
     backbone = Path(backbone) if backbone is not None else DEMO_WEIGHTS_DIR / "vgg_demo.pt"
     demo = build_demo_model("vgg_demo", backbone)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    im, lab, _ = shapes.make_dataset(n_train, seed=TRAIN_SEED + seed)
-    vim, vlab, _ = shapes.make_dataset(n_val, seed=VAL_SEED + seed)
-    x, y = to_input(im), torch.from_numpy(lab)
-    xv, yv = to_input(vim), torch.from_numpy(vlab)
+    x, y = training_tensors(n_train, TRAIN_SEED + seed)
+    xv, yv = training_tensors(n_val, VAL_SEED + seed)
     log(f"data: {n_train} train / {n_val} val images in {time.time() - t0:.1f}s")
     mpath = out / "metrics.json"
     metrics = json.loads(mpath.read_text()) if mpath.is_file() else {}

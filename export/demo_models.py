@@ -264,23 +264,32 @@ def _train_one(name, x, y, xt, yt, *, epochs, seed, batch, lr, log):
     return model.eval(), acc, nparams, time.time() - t0
 
 
+def deterministic_cpu(threads: int = 2) -> None:
+    """Deterministic CPU training (shared by every training script of the project)."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    # determinism needs no NaN-filling of fresh tensors (that alone costs ~5x on CPU)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
+def training_tensors(n: int, seed: int):
+    """``n`` generated shape images as model input (N,3,H,W) and their labels (N,)."""
+    images, labels, _ = shapes.make_dataset(n, seed=seed)
+    return to_input(images), torch.from_numpy(labels)
+
+
 def train(out, seed: int = 0, epochs: int = 10, n_train: int = 10000, n_test: int = 1000,
           batch: int = 64, lr: float = 3e-3, models=("vgg_demo", "resnet_demo"), log=print):
     """Train the demo models deterministically and save them under ``out``.
 
     Returns the metrics dict also written to ``out/metrics.json``."""
-    torch.set_num_threads(2)
-    torch.use_deterministic_algorithms(True)
-    # determinism needs no NaN-filling of fresh tensors (that alone costs ~5x on CPU)
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    deterministic_cpu()
     np.random.seed(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    images, labels, _ = shapes.make_dataset(n_train, seed=TRAIN_SEED_BASE + seed)
-    timages, tlabels, _ = shapes.make_dataset(n_test, seed=TEST_SEED_BASE + seed)
-    x, y = to_input(images), torch.from_numpy(labels)
-    xt, yt = to_input(timages), torch.from_numpy(tlabels)
+    x, y = training_tensors(n_train, TRAIN_SEED_BASE + seed)
+    xt, yt = training_tensors(n_test, TEST_SEED_BASE + seed)
     log(f"generated data in {time.time() - t0:.1f}s")
     metrics = {
         "classes": list(shapes.CLASSES),
