@@ -16,20 +16,9 @@ from pathlib import Path
 from liftcam.engine.errors import BundleError
 from liftcam.engine.onnx_scan import external_data_locations
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.bin"
-# graph role -> file name. "features", "head" and one multipliers graph per rule are required.
-GRAPH_FILES = {
-    "features": "features.onnx",
-    "head": "head.onnx",
-    "multipliers_deeplift": "multipliers_deeplift.onnx",
-    "multipliers_gradient": "multipliers_gradient.onnx",
-    "explain": "explain.onnx",
-    "explain_gradcam": "explain_gradcam.onnx",
-    "alpha_deeplift": "alpha_deeplift.onnx",   # optional: LIFT-CAM's α by channel-partial sums
-}
-REQUIRED_GRAPHS = ("features", "head", "multipliers_deeplift", "multipliers_gradient")
+from liftcam.contract import (  # noqa: F401  (re-exported for callers)
+    FORMAT_VERSION, GRAPH_FILES, MANIFEST, REQUIRED_GRAPHS, WEIGHTS)
+
 # manifest key -> the type(s) its value must have
 REQUIRED_KEYS = {
     "format_version": int,
