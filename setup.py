@@ -17,8 +17,11 @@ setup(
     python_requires=">=3.9",
     packages=[
         "liftcam",
+        "liftcam.cli",
+        "liftcam.metrics",
         "liftcam.engine",
         "liftcam.export",
+        "liftcam.export.demo",
         "liftcam.export.lift",
         "liftcam.kernels",
     ],
@@ -26,13 +29,14 @@ setup(
         "liftcam": "liftcam",
         "liftcam.engine": "engine",
         "liftcam.export": "export",
+        "liftcam.export.demo": "export/demo",
         "liftcam.export.lift": "export/lift",
         "liftcam.kernels": "kernels",
     },
     package_data={
         "liftcam.engine": ["demo/*.png", "demo/*.json", "demo/*.liftcam/*"],
         "liftcam.kernels": ["*.cu"],
-        "liftcam.export": ["demo_weights/*"],
+        "liftcam.export.demo": ["weights/*"],
     },
     install_requires=["numpy>=1.23", "onnxruntime>=1.16", "Pillow>=9"],
     extras_require={
@@ -45,5 +49,5 @@ setup(
                  "grad-cam>=1.5"],
         "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],
     },
-    entry_points={"console_scripts": ["liftcam=liftcam.engine.cli:main"]},
+    entry_points={"console_scripts": ["liftcam=liftcam.cli:main"]},
 )

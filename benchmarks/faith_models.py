@@ -1,7 +1,7 @@
 """Small classifiers with few target channels (K <= 16), so exact channel SHAP is computable.
 
 Used by ``benchmarks/faithfulness.py``. Both take 64x64 RGB shape images normalised like the
-demo models (``liftcam.export.demo_models.PREPROCESSING``: mean = std = 0.5) and share one
+demo models (``liftcam.export.demo.models.PREPROCESSING``: mean = std = 0.5) and share one
 feature extractor; they differ in K and in the head after the target layer ``features``
 (output (N, K, 8, 8), the last Conv-BN-ReLU):
 
@@ -35,9 +35,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from liftcam.engine import shapes
-from liftcam.export.demo_models import WEIGHTS_DIR as DEMO_WEIGHTS_DIR
-from liftcam.export.demo_models import (VGGDemo, build_demo_model, deterministic_cpu,
+from liftcam.export.demo import shapes
+from liftcam.export.demo.models import WEIGHTS_DIR as DEMO_WEIGHTS_DIR
+from liftcam.export.demo.models import (VGGDemo, build_demo_model, deterministic_cpu,
                                         training_tensors)
 
 NUM_CLASSES = len(shapes.CLASSES)
@@ -121,7 +121,7 @@ def train(names=tuple(SPECS), out=WEIGHTS_DIR, backbone=None, n_train=4000, n_va
           epochs=20, batch=64, lr=1e-2, seed=0, log=print) -> dict:
     """Train the named models deterministically; write ``out/<name>.pt`` and ``out/metrics.json``.
 
-    ``backbone``: the VGG demo weights (default: the committed ``export/demo_weights/vgg_demo.pt``).
+    ``backbone``: the VGG demo weights (default: the committed ``export/demo/weights/vgg_demo.pt``).
     """
     deterministic_cpu()
     backbone = Path(backbone) if backbone is not None else DEMO_WEIGHTS_DIR / "vgg_demo.pt"
@@ -214,7 +214,7 @@ def main(argv=None):
     t.add_argument("--out", default=str(WEIGHTS_DIR))
     t.add_argument("--models", nargs="+", default=list(SPECS), choices=sorted(SPECS))
     t.add_argument("--backbone", default=None,
-                   help="VGG demo weights (default: export/demo_weights/vgg_demo.pt)")
+                   help="VGG demo weights (default: export/demo/weights/vgg_demo.pt)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--n-train", type=int, default=4000)
     a = p.parse_args(argv)

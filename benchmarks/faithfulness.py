@@ -3,14 +3,14 @@ evaluation: the paper's metrics, ground-truth localisation and closeness to exac
 
     python benchmarks/faithfulness.py [--quick] [--n-images N] [--out DIR] [--seed S]
 
-Data: the procedural shape set (``liftcam.engine.shapes``) at 64x64, generated with seed
+Data: the procedural shape set (``liftcam.export.demo.shapes``) at 64x64, generated with seed
 ``EVAL_SEED_BASE + S`` (S = ``--seed``, default 0), a seed used by no training run (the demo
 models train on 1000+, test on 2000+; the small models on 3100+/3200+). For each model the first
 N images of that pool that the model classifies correctly are explained, with the class as target
 (so target = ground-truth label = predicted class, and the object masks are the evidence).
 
 Models (each exported with ``liftcam.export`` into a temporary bundle, run on ONNX Runtime CPU):
-- ``vgg_demo``, ``resnet_demo``: the demo classifiers (``export/demo_weights/*.pt``), K = 64
+- ``vgg_demo``, ``resnet_demo``: the demo classifiers (``export/demo/weights/*.pt``), K = 64
   channels at the target layer; the SHAP reference is permutation-sampled (``--shap-samples``
   permutations of the K channels, K + 1 head evaluations each) with its standard error, and a
   second independent draw (another seed) is compared with the first to show the noise ceiling.
@@ -18,7 +18,7 @@ Models (each exported with ``liftcam.export`` into a temporary bundle, run on ON
   ``benchmarks/faith_models.py``: exact channel SHAP (2^K head evaluations per image).
 
 Methods: liftcam, gradcam, gradcam++, xgradcam, layercam, ablationcam, scorecam, and shap itself
-(its coefficients used as CAM weights). Metrics (``liftcam.engine.metrics``), maps in [0, 1]:
+(its coefficients used as CAM weights). Metrics (``liftcam.metrics``), maps in [0, 1]:
 - Average Drop % (lower is better), Increase in Confidence % (higher), Average Drop in Deletion %
   (higher): image x·m + b·(1 − m) (resp. x·(1 − m) + b·m) with b = 0, the normalised data mean.
 - Deletion AUC (lower) with baseline 0 and insertion AUC (higher) starting from the image blurred
@@ -132,7 +132,7 @@ def make_config(args) -> dict:
 
 
 def demo_weights_path(name, demo_dir):
-    from liftcam.export.demo_models import WEIGHTS_DIR
+    from liftcam.export.demo.models import WEIGHTS_DIR
 
     d = Path(demo_dir) if demo_dir else WEIGHTS_DIR
     return d / f"{name}.pt"
@@ -141,7 +141,7 @@ def demo_weights_path(name, demo_dir):
 def load_model(name, out_dir, demo_dir):
     """``(torch model, target layer, info)`` or raises FileNotFoundError (weights missing)."""
     if name in DEMO_MODELS:
-        from liftcam.export.demo_models import build_demo_model
+        from liftcam.export.demo.models import build_demo_model
 
         path = demo_weights_path(name, demo_dir)
         if not path.is_file():
@@ -173,7 +173,7 @@ def _summary(per_image) -> dict:
 
 
 def evaluate_model(name, explainer, x, targets, masks, cfg, info) -> dict:
-    from liftcam.engine import metrics as M
+    from liftcam import metrics as M
 
     K = explainer.bundle.activation_shape[0]
     exact = K <= cfg["shap_exact_max_k"]
@@ -428,8 +428,8 @@ def _write_atomic(path, text):
 
 def run(args) -> dict:
     import liftcam
-    from liftcam.engine import shapes
-    from liftcam.export.demo_models import PREPROCESSING, to_input
+    from liftcam.export.demo import shapes
+    from liftcam.export.demo.models import PREPROCESSING, to_input
 
     cfg = make_config(args)
     out = Path(args.out) if args.out else REPO / "out" / ("faithfulness_quick" if cfg["quick"]
@@ -503,7 +503,7 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", default=list(DEMO_MODELS + SMALL_MODELS),
                    choices=list(DEMO_MODELS + SMALL_MODELS))
     p.add_argument("--demo-weights", default=None,
-                   help="directory with vgg_demo.pt / resnet_demo.pt (default export/demo_weights)")
+                   help="directory with vgg_demo.pt / resnet_demo.pt (default export/demo/weights)")
     a = p.parse_args(argv)
     if a.n_images is not None and a.n_images < 1:
         p.error("--n-images must be >= 1")

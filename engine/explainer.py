@@ -14,7 +14,7 @@ from liftcam.engine import methods as _methods
 from liftcam.engine import tail
 from liftcam.engine.bundle import Bundle, load_bundle
 from liftcam.engine.errors import InputError
-from liftcam.engine.metrics import softmax
+from liftcam.engine.tail import softmax
 from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
 
 RULES = ("deeplift", "gradient")

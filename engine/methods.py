@@ -26,7 +26,7 @@ import numpy as np
 
 from liftcam.engine import tail
 from liftcam.engine.errors import InputError
-from liftcam.engine.metrics import softmax
+from liftcam.engine.tail import softmax
 
 SHAP_EXACT_MAX_K = 16
 

@@ -216,3 +216,11 @@ def finish(S, size: SizeLike) -> Tuple[np.ndarray, np.ndarray]:
     constant = flat.max(axis=1) == flat.min(axis=1)
     maps = minmax(upsample_bilinear(low_res, size), constant=constant)
     return low_res, maps
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float64: exp(z - max z) / sum exp(z - max z)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)

@@ -2,7 +2,7 @@
 
 Runs the benchmark twice in subprocesses (about 20 s each on two cores). The small K <= 16 models'
 weights are committed under benchmarks/faith_weights/; the demo models are evaluated when their
-weights (export/demo_weights/*.pt) exist and reported as skipped otherwise.
+weights (export/demo/weights/*.pt) exist and reported as skipped otherwise.
 """
 import json
 import math
@@ -72,7 +72,7 @@ def test_models_present(runs):
         assert "skipped" not in models[name], models[name]
         assert models[name]["info"]["shap_exact"] is True
         assert models[name]["info"]["K"] <= 16
-    from liftcam.export.demo_models import WEIGHTS_DIR
+    from liftcam.export.demo.models import WEIGHTS_DIR
     for name in fb.DEMO_MODELS:
         if (WEIGHTS_DIR / f"{name}.pt").is_file():
             assert "skipped" not in models[name], models[name]

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from liftcam.engine import demo as demo_mod
-from liftcam.engine.cli import Progress, _unique_stems, map_to_original
-from liftcam.engine.shapes import CLASSES
+from liftcam.cli import demo as demo_mod
+from liftcam.cli import Progress, _unique_stems, map_to_original
+from liftcam.export.demo.shapes import CLASSES
 
 DEMO_DIR = demo_mod.DEMO_DIR
 VGG = DEMO_DIR / "vgg_demo.liftcam"
@@ -28,17 +28,17 @@ RESNET = DEMO_DIR / "resnet_demo.liftcam"
 ALL_METHODS = ["liftcam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam",
                "ablationcam", "scorecam", "shap"]
 NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
-            "sys.modules['onnx'] = None; from liftcam.engine.cli import main; "
+            "sys.modules['onnx'] = None; from liftcam.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
 
 pytestmark = pytest.mark.skipif(not (VGG.is_dir() and RESNET.is_dir()),
-                                reason="demo bundles missing (python -m liftcam.export.make_demo)")
+                                reason="demo bundles missing (python -m liftcam.export.demo.make)")
 
 
 def run(*args, cwd=None, code=None, timeout=300):
     """Run the CLI; returns CompletedProcess with text stdout/stderr (stderr is a pipe)."""
     cmd = [sys.executable, "-c", code, *map(str, args)] if code else \
-        [sys.executable, "-m", "liftcam.engine.cli", *map(str, args)]
+        [sys.executable, "-m", "liftcam.cli", *map(str, args)]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     env.pop("LIFTCAM_DEBUG", None)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
@@ -336,7 +336,7 @@ def test_export_errors(resnet18_bundle, tmp_path, capsys):
     r = run("export", "--arch", "resnet81", "-o", tmp_path / "x")
     assert_one_line_error(r, 1, "resnet81", "resnet18")
     # weights that do not fit, or are no state_dict (in-process: torch is loaded already)
-    from liftcam.engine.cli import main
+    from liftcam.cli import main
 
     capsys.readouterr()
     assert main(["export", "--arch", "resnet18", "--weights", str(d / "r18.pt"),

@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from liftcam.engine import shapes  # noqa: E402
-from liftcam.export import demo_models as dm  # noqa: E402
-from liftcam.export.demo_models import build_demo_model  # noqa: E402
+from liftcam.export.demo import shapes  # noqa: E402
+from liftcam.export.demo import models as dm  # noqa: E402
+from liftcam.export.demo.models import build_demo_model  # noqa: E402
 
 NAMES = ["vgg_demo", "resnet_demo"]
 # a data seed used neither for training (1000 + s) nor for metrics.json (2000 + s)

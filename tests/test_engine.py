@@ -334,7 +334,7 @@ def test_unknown_method_option_and_provider_are_refused(mlp):
 def test_engine_imports_without_torch_or_onnx():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; "
             "import liftcam, liftcam.engine.explainer, liftcam.engine.methods, "
-            "liftcam.engine.bundle, liftcam.engine.tail, liftcam.engine.metrics, "
+            "liftcam.engine.bundle, liftcam.engine.tail, liftcam.metrics, "
             "liftcam.kernels; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

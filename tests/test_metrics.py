@@ -1,11 +1,11 @@
-"""Tests of liftcam.engine.metrics on hand-built cases with known answers."""
+"""Tests of liftcam.metrics on hand-built cases with known answers."""
 import math
 import warnings
 
 import numpy as np
 import pytest
 
-from liftcam.engine import metrics as M
+from liftcam import metrics as M
 from liftcam.engine.errors import InputError
 
 

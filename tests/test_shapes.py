@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from liftcam.engine import shapes
-from liftcam.engine.shapes import CLASSES, make_dataset, make_image, object_mask
+from liftcam.export.demo import shapes
+from liftcam.export.demo.shapes import CLASSES, make_dataset, make_image, object_mask
 
 
 @pytest.fixture(scope="module")

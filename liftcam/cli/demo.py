@@ -2,7 +2,7 @@
 
 Run time only: numpy + onnxruntime + Pillow. The demo bundles (``vgg_demo.liftcam``,
 ``resnet_demo.liftcam``) and the sample images live in ``engine/demo/`` (package data, written
-by ``python -m liftcam.export.make_demo``), so the demo works on a fresh install with no torch.
+by ``python -m liftcam.export.demo.make``), so the demo works on a fresh install with no torch.
 
 :func:`make_grid` lays out one tile per (image, column): a header row with the column names,
 then one row per image; the first column is the input with its predicted class (and the true
@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from liftcam.engine.errors import InputError
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+from liftcam.engine import DEMO_DIR  # noqa: E402
 SAMPLES_JSON = "samples.json"
 #: every method, in the demo's column order; ``cam`` only where the head is linear
 METHODS = ("liftcam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "ablationcam",
@@ -166,7 +166,7 @@ def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int 
     if not bundles or not samples:
         raise InputError(f"the demo assets are missing from {demo_dir or DEMO_DIR} (no bundles "
                          "or no images); reinstall liftcam or run python -m "
-                         "liftcam.export.make_demo")
+                         "liftcam.export.demo.make")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = [load_image(p) for p, _ in samples]

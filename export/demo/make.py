@@ -1,12 +1,12 @@
 """Build the demo assets that ``liftcam demo`` uses: two bundles and a few sample images.
 
-    python -m liftcam.export.make_demo [--out DIR] [--weights-dir DIR] [--untrained]
+    python -m liftcam.export.demo.make [--out DIR] [--weights-dir DIR] [--untrained]
 
-Exports the trained demo models (:mod:`liftcam.export.demo_models`, weights from
-``export/demo_weights/``) with :func:`liftcam.export` into ``DIR/vgg_demo.liftcam`` and
+Exports the trained demo models (:mod:`liftcam.export.demo.models`, weights from
+``export/demo/weights/``) with :func:`liftcam.export` into ``DIR/vgg_demo.liftcam`` and
 ``DIR/resnet_demo.liftcam`` (labels: the shape class names; preprocessing: the training
 normalisation; input 3x64x64), and writes one sample image per class from
-:func:`liftcam.engine.shapes.make_dataset` with :data:`SAMPLE_SEED` (a seed neither training
+:func:`liftcam.export.demo.shapes.make_dataset` with :data:`SAMPLE_SEED` (a seed neither training
 nor the test set uses) as ``DIR/<class>.png``, plus ``DIR/samples.json`` (file -> true class).
 ``DIR`` defaults to ``engine/demo/`` (package data). Build time: needs torch.
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 
 SAMPLE_SEED = 4242          # not TRAIN_SEED_BASE + s / TEST_SEED_BASE + s for any small s
 SAMPLE_POOL = 64            # images generated to pick one per class from
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "engine" / "demo"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "engine" / "demo"
 
 
 def sample_images(seed: int = SAMPLE_SEED, per_class: int = 1):
     """``[(class_name, uint8 (64,64,3) image)]``: the first ``per_class`` of each class."""
-    from liftcam.engine import shapes
+    from liftcam.export.demo import shapes
 
     images, labels, _ = shapes.make_dataset(SAMPLE_POOL, seed=seed)
     out = []
@@ -38,9 +38,9 @@ def sample_images(seed: int = SAMPLE_SEED, per_class: int = 1):
 def make_demo(out=DEFAULT_OUT, weights_dir=None, untrained=False, seed=SAMPLE_SEED,
               per_class: int = 1, log=print) -> dict:
     import liftcam
-    from liftcam.engine import shapes
+    from liftcam.export.demo import shapes
     from liftcam.engine.images import save_png_atomic, write_bytes_atomic
-    from liftcam.export import demo_models
+    from liftcam.export.demo import models as demo_models
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def make_demo(out=DEFAULT_OUT, weights_dir=None, untrained=False, seed=SAMPLE_SE
         save_png_atomic(img, out / fname)
         entries.append({"file": fname, "label": cls})
         written["images"].append(str(out / fname))
-    meta = {"seed": seed, "generator": "liftcam.engine.shapes.make_dataset",
+    meta = {"seed": seed, "generator": "liftcam.export.demo.shapes.make_dataset",
             "pool": SAMPLE_POOL, "classes": list(shapes.CLASSES), "images": entries}
     write_bytes_atomic(out / "samples.json", (json.dumps(meta, indent=2) + "\n").encode())
     log(f"wrote {len(entries)} sample images and samples.json to {out}")
@@ -79,11 +79,11 @@ def make_demo(out=DEFAULT_OUT, weights_dir=None, untrained=False, seed=SAMPLE_SE
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m liftcam.export.make_demo",
+    p = argparse.ArgumentParser(prog="python -m liftcam.export.demo.make",
                                 description="Export the demo bundles and sample images.")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)")
     p.add_argument("--weights-dir", default=None,
-                   help="folder with vgg_demo.pt / resnet_demo.pt (default: export/demo_weights)")
+                   help="folder with vgg_demo.pt / resnet_demo.pt (default: export/demo/weights)")
     p.add_argument("--untrained", action="store_true",
                    help="export randomly initialised models (for testing the pipeline only)")
     p.add_argument("--seed", type=int, default=SAMPLE_SEED, help="seed of the sample images")

@@ -52,7 +52,9 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
+from liftcam.engine.tail import softmax  # noqa: F401  (re-exported)
+
+from liftcam.engine.errors import InputError
 
 __all__ = [
     "ConfidenceResult",
@@ -266,14 +268,6 @@ def _check_masks(masks, shape_nhw) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- numeric helpers
-
-
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax in float64: exp(z - max z) / sum exp(z - max z)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def _gaussian_kernel(sigma: float, radius: int) -> np.ndarray:

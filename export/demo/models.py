@@ -1,7 +1,7 @@
 """Two small demo classifiers for the procedural shapes set, and their training script.
 
 Build time (torch). The models classify 64x64 RGB images from
-:mod:`liftcam.engine.shapes` into ``len(shapes.CLASSES)`` classes.
+:mod:`liftcam.export.demo.shapes` into ``len(shapes.CLASSES)`` classes.
 
 - :class:`VGGDemo`: VGG-style. Four Conv-BN-ReLU blocks (max-pool after the first
   three); the natural target layer is ``features.relu4``, the last conv block's
@@ -22,10 +22,10 @@ with ``forward_head(forward_features(x)) == forward(x)``.
 
 Training (deterministic, CPU, ~minutes on two cores)::
 
-    python -m liftcam.export.demo_models train --out DIR [--seed 0] [--epochs E]
+    python -m liftcam.export.demo.models train --out DIR [--seed 0] [--epochs E]
 
 writes ``DIR/vgg_demo.pt``, ``DIR/resnet_demo.pt`` (state_dicts) and
-``DIR/metrics.json``. The committed weights live in ``export/demo_weights/``
+``DIR/metrics.json``. The committed weights live in ``export/demo/weights/``
 and are what :func:`build_demo_model` loads by default.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from liftcam.engine import shapes
+from liftcam.export.demo import shapes
 
 __all__ = [
     "VGGDemo",
@@ -74,7 +74,7 @@ PREPROCESSING = {
     "channel_order": "RGB",
     "resize_mode": "bilinear",
 }
-WEIGHTS_DIR = Path(__file__).resolve().parent / "demo_weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # Seeds of the generated data: training uses TRAIN_SEED_BASE + seed, the test set
 # used for metrics.json TEST_SEED_BASE + seed. Tests use a seed outside both.
@@ -182,7 +182,7 @@ def build_demo_model(name: str, weights_path=None) -> nn.Module:
     """A demo model in eval mode with trained weights.
 
     ``name`` is "vgg_demo" or "resnet_demo". ``weights_path`` defaults to the
-    committed ``export/demo_weights/<name>.pt``; pass ``False`` for random
+    committed ``export/demo/weights/<name>.pt``; pass ``False`` for random
     initial weights (untrained)."""
     if name not in MODELS:
         raise ValueError(f"unknown demo model {name!r}; choose one of {sorted(MODELS)}")
@@ -192,7 +192,7 @@ def build_demo_model(name: str, weights_path=None) -> nn.Module:
         if not path.is_file():
             raise FileNotFoundError(
                 f"no weights for {name} at {path}; train them with "
-                f"`python -m liftcam.export.demo_models train --out DIR`")
+                f"`python -m liftcam.export.demo.models train --out DIR`")
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     return model.eval()
@@ -317,7 +317,7 @@ def train(out, seed: int = 0, epochs: int = 10, n_train: int = 10000, n_test: in
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m liftcam.export.demo_models",
+    p = argparse.ArgumentParser(prog="python -m liftcam.export.demo.models",
                                 description="Demo classifiers for the procedural shapes set.")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train both demo models deterministically")

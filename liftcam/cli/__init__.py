@@ -426,7 +426,7 @@ def map_to_original(cam, size_wh, preprocessing):
 # ----------------------------------------------------------------------------- commands
 
 def cmd_demo(args) -> int:
-    from liftcam.engine import demo
+    from liftcam.cli import demo
 
     t0 = time.perf_counter()
     kwargs = {}

@@ -1,0 +1,5 @@
+import sys
+
+from liftcam.cli import main
+
+sys.exit(main())
