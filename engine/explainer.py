@@ -10,15 +10,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from liftcam.contract import (ACTIVATION, ALPHA, ALPHA_DEEPLIFT, FEATURES, HEAD, LOGITS,
+                              MULTIPLIERS, RULES, TARGET, multipliers_role)
 from liftcam.engine import methods as _methods
 from liftcam.engine import tail
 from liftcam.engine.bundle import Bundle, load_bundle
 from liftcam.engine.errors import InputError
+from liftcam.engine.progress import Progress, is_tty
 from liftcam.engine.tail import softmax
 from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
 
-RULES = ("deeplift", "gradient")
-ALPHA_ROLE = "alpha_deeplift"   # optional graph: export/partial_sums.py
+
+
+ALPHA_ROLE = ALPHA_DEEPLIFT   # old name; export/partial_sums imports it
 
 
 @dataclass
@@ -40,25 +44,6 @@ class Explanation:
 
     def probabilities(self) -> np.ndarray:
         return softmax(self.logits, axis=1).astype(self.logits.dtype)
-
-
-def _progress_bar(total: int, label: str):
-    """A minimal stderr progress bar (only on a terminal); returns (tick, close)."""
-    if total <= 0 or not sys.stderr.isatty():
-        return None, lambda: None
-    done = [0]
-
-    def tick(n):
-        done[0] += n
-        frac = min(done[0] / total, 1.0)
-        bar = "#" * int(30 * frac)
-        sys.stderr.write(f"\r{label} [{bar:<30}] {done[0]}/{total}")
-        sys.stderr.flush()
-
-    def close():
-        sys.stderr.write("\n")
-
-    return tick, close
 
 
 class Explainer:
@@ -89,7 +74,7 @@ class Explainer:
         for explicitly, it must be able to run."""
         if use_kernel is False or (use_kernel is None and not self.on_device):
             return False
-        from liftcam.kernels.launcher import gpu_available
+        from liftcam.kernels import gpu_available
 
         ok, why = gpu_available()
         if use_kernel and not (self.on_device and ok):
@@ -158,11 +143,11 @@ class Explainer:
     def features(self, x) -> np.ndarray:
         """The target layer's activation A (N,K,h,w) for preprocessed images x (N,C,H,W)."""
         x = self._check_images(x)
-        return self.session("features").run(None, {self._input_name: x})[0]
+        return self.session(FEATURES).run(None, {self._input_name: x})[0]
 
     def head(self, A) -> np.ndarray:
         """Logits (N,C) from an activation."""
-        return self.session("head").run(None, {"activation": self._check_activation(A)})[0]
+        return self.session(HEAD).run(None, {ACTIVATION: self._check_activation(A)})[0]
 
     def predict(self, x) -> np.ndarray:
         """Logits (N,C) of the whole model."""
@@ -176,22 +161,24 @@ class Explainer:
         A = self._check_activation(A)
         t = self._check_targets(targets, A.shape[0])
         feed_t = np.full(A.shape[0], -1, np.int64) if t is None else t
-        logits, M = self.session(f"multipliers_{rule}").run(
-            ["logits", "multipliers"], {"activation": A, "target": feed_t})
+        logits, M = self.session(multipliers_role(rule)).run(
+            [LOGITS, MULTIPLIERS], {ACTIVATION: A, TARGET: feed_t})
         return logits, M
 
     # ---------------------------------------------------------------- explain
     def explain(self, x, targets=None, method: str = "liftcam", batch_size=None,
-                progress: bool = True, **options) -> Explanation:
+                progress=True, **options) -> Explanation:
         """Explain images ``x`` (N,C,H,W) float32, already preprocessed.
 
         ``targets``: None (the predicted class), an int, or N ints. ``method``: one of
         :data:`liftcam.engine.methods.METHODS`. ``batch_size``: images per engine pass
-        (default: all at once). ``options``: method options (``n_samples``, ``seed`` for shap).
+        (default: all at once). ``progress``: True draws a bar on a terminal, False is silent,
+        a callable ``tick(n)`` receives the head/model evaluation counts of slow methods.
+        ``options``: the method's options (its registry record lists them; ``n_samples``,
+        ``seed`` for shap).
         """
-        if method not in _methods.METHODS:
-            raise InputError(f"unknown method {method!r}; choose one of "
-                             f"{sorted(_methods.METHODS)}")
+        spec = _methods.get(method)
+        _methods.check_applicable(spec, self.bundle)
         x = self._check_images(x)
         N = x.shape[0]
         t = self._check_targets(targets, N)
@@ -199,35 +186,43 @@ class Explainer:
             batch_size = N
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-        unknown = set(options) - {"n_samples", "seed"}
+        unknown = set(options) - set(spec.options)
         if unknown:
-            raise InputError(f"unknown option(s) {sorted(unknown)} for explain(); "
-                             "known: n_samples, seed (method 'shap')")
+            known = ", ".join(spec.options) or "none"
+            raise InputError(f"unknown option(s) {sorted(unknown)} for method {method!r}; "
+                             f"it takes: {known}")
         K = self.bundle.activation_shape[0]
-        total = _methods.evaluations(method, N, K, options.get("n_samples"))
-        tick, close = _progress_bar(total, method) if progress else (None, lambda: None)
+        total = spec.count(N, K, **options)
         parts = []
+        # progress: a callable gets the evaluation counts; True draws a bar on a terminal
+        if callable(progress):
+            tick, bar = progress, None
+        else:
+            bar = Progress(total, method, enabled=bool(progress) and is_tty(sys.stderr))
+            tick = bar.update
         try:
             for s in range(0, N, batch_size):
                 xs = x[s:s + batch_size]
                 ts = None if t is None else t[s:s + batch_size]
-                parts.append(self._explain_batch(xs, ts, method, tick, options))
+                parts.append(self._explain_batch(xs, ts, spec, tick, options))
         finally:
-            close()
+            if bar is not None:
+                bar.close()
         out = {k: np.concatenate([arrays[k] for arrays, _ in parts]) for k in parts[0][0]}
         extra = {k: np.concatenate([e[k] for _, e in parts]) if isinstance(v, np.ndarray) else v
                  for k, v in parts[0][1].items()}
         return Explanation(method=method, extra=extra, **out)
 
-    def _explain_batch(self, x, t, method, tick, options):
+    def _explain_batch(self, x, t, spec, tick, options):
         """One batch: features, the method's weights and saliency, the shared tail."""
-        if method == "liftcam" and self.on_device:
+        liftcam = spec.name == "liftcam"
+        if liftcam and self.on_device:
             return self._liftcam_on_device(x, t), {}
-        A = self.session("features").run(None, {self._input_name: x})[0]
-        if method == "liftcam" and not self.on_device and ALPHA_ROLE in self.bundle.manifest["graphs"]:
+        A = self.session(FEATURES).run(None, {self._input_name: x})[0]
+        if liftcam and ALPHA_DEEPLIFT in self.bundle.manifest["graphs"]:
             return self._liftcam_alpha(x, A, t)
         b = _methods.Batch(self, x, A, t, progress=tick)
-        weights, S, extra = _methods.METHODS[method](b, **options)
+        weights, S, extra = spec.fn(b, **options)
         low_res, maps = tail.finish(S, x.shape[2:])
         arrays = {"logits": b.logits, "targets": b.targets, "weights": weights,
                   "low_res": low_res, "maps": maps}
@@ -246,17 +241,17 @@ class Explainer:
         import onnxruntime as ort
 
         dev = self._device_id()
-        fs, ms = self.session("features"), self.session("multipliers_deeplift")
+        fs, ms = self.session(FEATURES), self.session(multipliers_role("deeplift"))
         b1 = fs.io_binding()
         b1.bind_cpu_input(self._input_name, x)
-        b1.bind_output("activation", "cuda", dev)
+        b1.bind_output(ACTIVATION, "cuda", dev)
         fs.run_with_iobinding(b1)
         A = b1.get_outputs()[0]
         b2 = ms.io_binding()
-        b2.bind_ortvalue_input("activation", A)
-        b2.bind_cpu_input("target", np.full(len(x), -1, np.int64) if t is None else t)
-        b2.bind_output("logits")
-        b2.bind_output("multipliers", "cuda", dev)
+        b2.bind_ortvalue_input(ACTIVATION, A)
+        b2.bind_cpu_input(TARGET, np.full(len(x), -1, np.int64) if t is None else t)
+        b2.bind_output(LOGITS)
+        b2.bind_output(MULTIPLIERS, "cuda", dev)
         ms.run_with_iobinding(b2)
         logits_v, M = b2.get_outputs()
         logits = logits_v.numpy()
@@ -267,7 +262,7 @@ class Explainer:
             weights = tail.liftcam_coefficients(A_h, M_h)
             low_res, maps = tail.finish(tail.weighted_sum(A_h, weights), (H, W))
         else:
-            from liftcam.kernels.launcher import get_launcher, tail_ortvalues
+            from liftcam.kernels import get_launcher, tail_ortvalues
 
             new = ort.OrtValue.ortvalue_from_shape_and_type
             out = {"maps": new((N, H, W), np.float32, "cuda", dev),
@@ -284,8 +279,8 @@ class Explainer:
         """CPU LIFT-CAM from the bundle's channel-partial-sums graph (DESIGN §5): α directly,
         without the multipliers M (no second read of the first dense layer's weights)."""
         feed_t = np.full(A.shape[0], -1, np.int64) if t is None else t
-        logits, w = self.session(ALPHA_ROLE).run(["logits", "alpha"],
-                                                 {"activation": A, "target": feed_t})
+        logits, w = self.session(ALPHA_DEEPLIFT).run([LOGITS, ALPHA],
+                                                     {ACTIVATION: A, TARGET: feed_t})
         targets = np.argmax(logits, axis=1).astype(np.int64) if t is None else t
         low_res, maps = tail.finish(tail.weighted_sum(A, w), x.shape[2:])
         return {"logits": logits, "targets": targets, "weights": w, "low_res": low_res,
