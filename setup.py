@@ -6,7 +6,7 @@ One import namespace, ``liftcam``, over the top-level folders:
 """
 from setuptools import setup
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 setup(
     name="liftcam",

@@ -19,3 +19,16 @@ class ExportError(LiftcamError):
 
 class UnsupportedOpError(ExportError):
     """The head holds an ONNX op that has no multiplier rule."""
+
+
+class LayerError(ExportError):
+    """The target layer does not exist, is not a 4-D activation, or cannot be cut.
+
+    ``message`` says what is wrong; the text ends with how to list the choices from Python.
+    The command line replaces that hint with its own (``liftcam layers MODEL``)."""
+
+    PYTHON_HINT = "liftcam.candidate_layers(model) lists the layers it can cut at"
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(f"{message}; {self.PYTHON_HINT}")

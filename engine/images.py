@@ -67,12 +67,13 @@ import os
 import tempfile
 from numbers import Real
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from liftcam.engine.errors import InputError
+from liftcam.engine.tail import interpolation_matrix, upsample_bilinear
 
 __all__ = [
     "load_image",
@@ -162,11 +163,19 @@ def to_rgb(img: Image.Image, background=(0, 0, 0)) -> Image.Image:
         raise InputError(f"cannot convert an image of mode {mode!r} to RGB: {e}") from e
 
 
-def load_image(path, background=(0, 0, 0)) -> Image.Image:
+#: default cap on the pixels of one input image (``max_pixels``, ``--max-pixels``): about
+#: 8000 x 5000. Decoding, preprocessing and the full-size overlay of an image cost about
+#: 40 bytes per pixel, so this bounds one image's memory to ~1.6 GB.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def load_image(path, background=(0, 0, 0), max_pixels=DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read an image file as an 8-bit RGB ``PIL.Image`` with EXIF orientation applied.
 
-    Transparent images are composited over ``background`` (black by default).
-    Raises :class:`InputError` naming the file for anything unreadable."""
+    Transparent images are composited over ``background`` (black by default). Images with
+    more than ``max_pixels`` pixels (None: no cap but Pillow's bomb guard) are refused from
+    their header, before decoding. Raises :class:`InputError` naming the file for anything
+    unreadable."""
     try:
         p = Path(os.fspath(path))
     except TypeError:
@@ -184,6 +193,10 @@ def load_image(path, background=(0, 0, 0)) -> Image.Image:
         raise InputError(f"image file {name!r} is empty (0 bytes)")
     try:
         with Image.open(p) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise InputError(f"has {im.width}x{im.height} = {im.width * im.height:,} "
+                                 f"pixels, over the limit of {max_pixels:,} (max_pixels, "
+                                 "--max-pixels); downscale it or raise the limit")
             im.load()  # Pillow decodes lazily: force the decode (and its errors) here
             im = ImageOps.exif_transpose(im)
             im.load()
@@ -365,17 +378,58 @@ def _check_map(cam, name="cam") -> np.ndarray:
 
 
 def resize_map(cam: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float map to ``(H, W)`` (half-pixel centres, edge clamped;
-    equals ``cv2.resize(cam, (W, H), interpolation=INTER_LINEAR)`` when enlarging;
-    antialiased when shrinking). Returns float32 (H, W)."""
+    """Bilinear resize of a float map to ``(H, W)`` with the one resampling rule of
+    :func:`liftcam.engine.tail.interpolation_matrix` (half-pixel centres, edges clamped; equals
+    ``cv2.resize(cam, (W, H), interpolation=INTER_LINEAR)``). Returns float32 (H, W)."""
     a = _check_map(cam)
     h, w = int(size_hw[0]), int(size_hw[1])
     if h <= 0 or w <= 0:
         raise InputError(f"target size must be positive, got {size_hw}")
     if a.shape == (h, w):
         return a.copy()
-    out = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.BILINEAR)
-    return np.asarray(out, dtype=np.float32).copy()
+    return upsample_bilinear(a[None], (h, w))[0]
+
+
+def crop_window(size_wh, preprocessing) -> Optional[tuple]:
+    """Where the model's input came from in an original image of ``size_wh`` = (w, h):
+    ``((y0, y1), (x0, x1))`` in original pixel units (floats; may extend past the image when
+    the crop is larger than the resized image), or None when the input is the whole image
+    stretched (plain ``resize``)."""
+    p = validate_preprocessing(preprocessing)
+    w, h = int(size_wh[0]), int(size_wh[1])
+    if p["center_crop"] is None and p["resize_shorter"] is None:
+        return None
+    if p["resize"] is not None:
+        rh, rw = p["resize"]
+    elif p["resize_shorter"] is not None:
+        s = p["resize_shorter"]
+        short, long = (w, h) if w <= h else (h, w)
+        new_long = int(s * long / short)
+        rw, rh = (s, new_long) if w <= h else (new_long, s)
+    else:
+        rw, rh = w, h
+    ch, cw = p["center_crop"] if p["center_crop"] is not None else (rh, rw)
+    # the crop window in resized coordinates: [y0, y0 + ch) x [x0, x0 + cw)
+    y0 = int(round((rh - ch) / 2.0)) if ch <= rh else -((ch - rh) // 2)
+    x0 = int(round((rw - cw) / 2.0)) if cw <= rw else -((cw - rw) // 2)
+    sy, sx = h / rh, w / rw                       # resized -> original pixel units
+    return (y0 * sy, (y0 + ch) * sy), (x0 * sx, (x0 + cw) * sx)
+
+
+def place_map(cam, size_wh, preprocessing) -> np.ndarray:
+    """A map over the model input, placed on the original image of ``size_wh`` = (w, h).
+
+    With a plain ``resize`` the map is stretched over the whole image; with
+    ``resize_shorter``/``center_crop`` it covers the region of the image the model saw and
+    the rest is 0. float32 (h, w) in [0, 1]."""
+    cam = _check_map(cam)
+    w, h = int(size_wh[0]), int(size_wh[1])
+    win = crop_window(size_wh, preprocessing)
+    if win is None:
+        return np.clip(resize_map(cam, (h, w)), 0.0, 1.0)
+    Ry = interpolation_matrix(cam.shape[0], h, np.float32, window=win[0])
+    Rx = interpolation_matrix(cam.shape[1], w, np.float32, window=win[1])
+    return np.clip(Ry @ cam @ Rx.T, 0.0, 1.0).astype(np.float32)
 
 
 def colormap_jet(x: np.ndarray) -> np.ndarray:

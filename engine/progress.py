@@ -6,9 +6,13 @@ at the end, so a long run is never silent.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
+
+#: seconds between progress lines off a terminal (environment: LIFTCAM_PROGRESS_SECONDS)
+INTERVAL = 10.0
 
 
 def is_tty(stream) -> bool:
@@ -24,15 +28,23 @@ class Progress:
 
     ``enabled``: None (default) shows progress (bar or lines); False silences it. ``tty``:
     None detects whether ``stream`` is a terminal. ``interval``: seconds between lines off a
-    terminal."""
+    terminal (default :data:`INTERVAL`); off a terminal the closing line is printed only when
+    the work took long enough for periodic lines."""
 
     def __init__(self, total: int, label: str = "", stream=None, enabled=None, tty=None,
-                 interval: float = 10.0, unit: str = ""):
+                 interval=None, unit: str = ""):
         self.stream = stream or sys.stderr
         self.total, self.label, self.done, self.unit = max(int(total), 0), label, 0, unit
         self.tty = is_tty(self.stream) if tty is None else bool(tty)
         self.enabled = enabled is not False and self.total > 0
+        if interval is None:
+            try:
+                interval = float(os.environ.get("LIFTCAM_PROGRESS_SECONDS", INTERVAL))
+            except ValueError:
+                interval = INTERVAL
         self.interval = float(interval)
+        self._lines = 0
+        self._ended = False
         self.t0 = self._last = time.perf_counter()
         self._drawn = False
         self._closed = False
@@ -62,8 +74,12 @@ class Progress:
             self._drawn = True
             return
         now = time.perf_counter()
-        if now - self._last >= self.interval or self.done == self.total:
+        final = self.done == self.total
+        if (now - self._last >= self.interval and not self._ended) or \
+                (final and self._lines and not self._ended):
+            self._ended = final
             self._last = now
+            self._lines += 1
             self.stream.write(self._line() + "\n")
             self.stream.flush()
 

@@ -136,27 +136,37 @@ def relu(S) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=128)
-def _interp_matrix_cached(n_in: int, n_out: int, dtype_str: str) -> np.ndarray:
-    scale = n_in / n_out
-    d = np.arange(n_out, dtype=np.float64)
-    src = np.maximum((d + 0.5) * scale - 0.5, 0.0)
+def _bilinear_cached(n_in: int, n_out: int, window: tuple, dtype_str: str) -> np.ndarray:
+    a, b = window
+    d = np.arange(n_out, dtype=np.float64) + 0.5            # output pixel centres
+    frac = (d - a) / (b - a)                                # position in the window, 0..1
+    inside = (frac >= 0) & (frac <= 1)
+    src = np.clip(frac * n_in - 0.5, 0.0, n_in - 1.0)       # half-pixel source coordinate
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
     lam = src - i0
     R = np.zeros((n_out, n_in), dtype=np.float64)
-    rows = np.arange(n_out)
-    np.add.at(R, (rows, i0), 1.0 - lam)
-    np.add.at(R, (rows, i1), lam)
+    rows = np.arange(n_out)[inside]
+    np.add.at(R, (rows, i0[inside]), 1.0 - lam[inside])
+    np.add.at(R, (rows, i1[inside]), lam[inside])
     R = R.astype(dtype_str)
     R.setflags(write=False)
     return R
 
 
-def interpolation_matrix(n_in: int, n_out: int, dtype=np.float32) -> np.ndarray:
-    """The (n_out, n_in) 1-d bilinear (half-pixel) interpolation matrix (cached, read-only)."""
+def interpolation_matrix(n_in: int, n_out: int, dtype=np.float32, window=None) -> np.ndarray:
+    """The (n_out, n_in) 1-d bilinear interpolation matrix, half-pixel centres, edges clamped
+    (cached, read-only): the one resampling rule liftcam uses for maps.
+
+    ``window=(a, b)``: the n_in samples cover output pixels a..b (floats, output pixel units;
+    default the whole axis, 0..n_out); output pixels outside the window get a zero row. That is
+    how a map of a centre crop is placed back on the original image."""
     if int(n_in) <= 0 or int(n_out) <= 0:
         raise InputError(f"interpolation_matrix: sizes must be > 0, got {n_in} -> {n_out}")
-    return _interp_matrix_cached(int(n_in), int(n_out), np.dtype(dtype).str)
+    a, b = (0.0, float(n_out)) if window is None else (float(window[0]), float(window[1]))
+    if not b > a:
+        raise InputError(f"interpolation_matrix: empty window {window}")
+    return _bilinear_cached(int(n_in), int(n_out), (a, b), np.dtype(dtype).str)
 
 
 def upsample_bilinear(L, size: SizeLike) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The exporter's public functions: ``export``, ``export_onnx`` and ``candidate_layers``.
+"""The exporter's public functions: ``export_model``, ``export_onnx`` and ``candidate_layers``.
 
 Both entry points end in one pipeline (:func:`_bundle_from_onnx`): split the ONNX graph at the
 target tensor, verify ``head(features(x)) == model(x)`` on random inputs, generate the DeepLIFT
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liftcam.engine.errors import ExportError
+from liftcam.engine.errors import ExportError, LayerError
 
 VERIFY_RTOL = 1e-4
 IMAGENET_PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
@@ -125,7 +125,7 @@ def _preprocessing(input_shape, preprocessing):
     return pre
 
 
-def export(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, labels=None,
+def export_model(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, labels=None,
            preprocessing=None, overwrite=False):
     """Split a PyTorch classifier at ``target_layer`` and write a bundle directory.
 
@@ -140,7 +140,7 @@ def export(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, la
     from liftcam.export.split import candidates, crossing_tensors, default_cut
 
     if not isinstance(model, torch.nn.Module):
-        raise ExportError(f"export() takes a torch.nn.Module, got {type(model).__name__}; "
+        raise ExportError(f"export_model() takes a torch.nn.Module, got {type(model).__name__}; "
                           "for an ONNX file use export_onnx()")
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3:
@@ -162,10 +162,10 @@ def export(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, la
             name, aliases = layers[0], [n for n in names[tensor] if n != layers[0]]
             crossing = crossing_tensors(onnx_model, tensor)
             if crossing:   # name the layer the user asked for, not the internal mark tensor
-                raise ExportError(
+                raise LayerError(
                     f"cannot cut at layer {name!r}: a skip connection crosses the cut; the head "
                     f"would need these tensors from before it: {crossing}. Choose a layer at a "
-                    "block boundary (liftcam.candidate_layers(model) marks the cuttable ones)")
+                    "block boundary")
         with torch.no_grad():
             one = model(torch.from_numpy(example[:1])).numpy()
     finally:
@@ -240,11 +240,10 @@ def export_onnx(path, activation=None, out_dir=None, input_shape=None, labels=No
 
             four_d = [t for t, s in shapes.items() if len(s) == 4]
             close = difflib.get_close_matches(str(activation), four_d, n=5, cutoff=0.3)
-            raise ExportError(f"the model has no float tensor named {activation!r}. "
-                              f"Closest 4-D tensors: {close}. liftcam.candidate_layers(path) "
-                              "lists them all.")
+            raise LayerError(f"the model has no float tensor named {activation!r}. "
+                             f"Closest 4-D tensors: {close}")
         if len(shapes[activation]) != 4:
-            raise ExportError(f"tensor {activation!r} has shape {shapes[activation]}, not a 4-D "
+            raise LayerError(f"tensor {activation!r} has shape {shapes[activation]}, not a 4-D "
                               "activation (N,K,h,w)")
         act_shape = shapes[activation][1:]
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ import warnings
 
 import onnx
 
-from liftcam.engine.errors import ExportError
+from liftcam.engine.errors import ExportError, LayerError
 
 OPSET = 17
 
@@ -28,9 +28,7 @@ def module_name(model, layer) -> str:
             return layer
         close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
         hint = f" Closest names: {close}." if close else ""
-        raise ExportError(
-            f"the model has no layer named {layer!r}.{hint} liftcam.candidate_layers(model) "
-            "lists the layers it can be cut at.")
+        raise LayerError(f"the model has no layer named {layer!r}.{hint}")
     for n, m in model.named_modules():
         if m is layer and n:
             return n
@@ -86,16 +84,16 @@ def torch_to_onnx(model, input_shape, layers=None):
             f"{type(logits).__name__}{'' if not hasattr(logits, 'shape') else tuple(logits.shape)}")
     for name in layers or []:
         if name not in seen:
-            raise ExportError(f"layer {name!r} was not called in the forward pass")
+            raise LayerError(f"layer {name!r} was not called in the forward pass")
     reps = _four_d(seen)
     if layers is not None:
         for name in layers:
             if name not in reps:
                 out = seen[name][0]
                 shape = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
-                raise ExportError(
+                raise LayerError(
                     f"layer {name!r} outputs {shape}, not a 4-D activation (N,K,h,w); CAMs need a "
-                    "convolutional feature map. liftcam.candidate_layers(model) lists the choices.")
+                    "convolutional feature map")
     modules = dict(model.named_modules())
 
     class _Marked(torch.nn.Module):

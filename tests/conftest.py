@@ -41,4 +41,4 @@ def tiny_bundle(tiny_model, tmp_path_factory):
     import liftcam
 
     out = tmp_path_factory.mktemp("tiny") / "tiny.liftcam"
-    return liftcam.export(tiny_model, input_shape=TINY_SHAPE, out_dir=out, labels=TINY_LABELS)
+    return liftcam.export_model(tiny_model, input_shape=TINY_SHAPE, out_dir=out, labels=TINY_LABELS)

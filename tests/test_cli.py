@@ -19,7 +19,9 @@ import pytest
 from PIL import Image
 
 from liftcam.cli import demo as demo_mod
-from liftcam.cli import Progress, _unique_stems, map_to_original
+from liftcam.engine.images import place_map as map_to_original
+from liftcam.engine.inputs import output_stems as _unique_stems
+from liftcam.engine.progress import Progress
 from liftcam.export.demo.shapes import CLASSES
 
 DEMO_DIR = demo_mod.DEMO_DIR

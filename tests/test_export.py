@@ -270,7 +270,7 @@ def torch_bundle(request, tmp_path_factory):
     if isinstance(layer, str) and layer.startswith("@"):
         layer = model.get_submodule(layer[1:])
     out = tmp_path_factory.mktemp("torch") / f"{case}.liftcam"
-    path = liftcam.export(model, layer, input_shape=case.shape, out_dir=out)
+    path = liftcam.export_model(model, layer, input_shape=case.shape, out_dir=out)
     yield case, model, path
 
 
@@ -312,13 +312,13 @@ def test_softmax_cnn_head_outputs_logits(tiny_bundle, tiny_model):
 def test_export_restores_training_mode_and_overwrite(tmp_path):
     model = MaxPoolNet().train()
     out = tmp_path / "m.liftcam"
-    liftcam.export(model, "features.4", input_shape=(3, 32, 32), out_dir=out)
+    liftcam.export_model(model, "features.4", input_shape=(3, 32, 32), out_dir=out)
     assert model.training
     first = json.loads((out / MANIFEST).read_text())
     assert first["target_layer"]["name"] == "features.4"
     with pytest.raises(ExportError, match="already exists"):
-        liftcam.export(model, input_shape=(3, 32, 32), out_dir=out)
-    liftcam.export(model, "features.1", input_shape=(3, 32, 32), out_dir=out, overwrite=True)
+        liftcam.export_model(model, input_shape=(3, 32, 32), out_dir=out)
+    liftcam.export_model(model, "features.1", input_shape=(3, 32, 32), out_dir=out, overwrite=True)
     m = json.loads((out / MANIFEST).read_text())
     assert m["target_layer"]["name"] == "features.1" and m["activation"]["shape"][1:] == [16, 32, 32]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.liftcam"]   # no temp dirs left
@@ -330,7 +330,7 @@ def test_export_restores_training_mode_and_overwrite(tmp_path):
     (tmp_path / "file.txt").write_text("keep me too")
     for target in (precious, tmp_path / "file.txt"):
         with pytest.raises(ExportError, match="not a liftcam bundle"):
-            liftcam.export(model, input_shape=(3, 32, 32), out_dir=target, overwrite=True)
+            liftcam.export_model(model, input_shape=(3, 32, 32), out_dir=target, overwrite=True)
     assert (precious / "thesis.tex").read_text() == "keep me"
     assert (tmp_path / "file.txt").read_text() == "keep me too"
 
@@ -419,7 +419,7 @@ def test_torch_and_onnx_routes_agree(onnx_dir, tmp_path):
     """The same model through export() and export_onnx() cuts at the same activation."""
     model = MaxPoolNet().eval()
     src = _onnx_file("maxpool_net", (3, 32, 32), onnx_dir)
-    a = liftcam.load_bundle(liftcam.export(model, input_shape=(3, 32, 32), out_dir=tmp_path / "a"))
+    a = liftcam.load_bundle(liftcam.export_model(model, input_shape=(3, 32, 32), out_dir=tmp_path / "a"))
     b = liftcam.load_bundle(liftcam.export_onnx(src, out_dir=tmp_path / "b"))
     x = _images(2, (3, 32, 32), 5)
     (A,) = _session(a.graph("features")).run(None, {"image": x})
@@ -493,25 +493,25 @@ def _export_error(fn, *fragments):
 
 def test_error_unknown_layer(tmp_path):
     out = tmp_path / "x.liftcam"
-    msg = _export_error(lambda: liftcam.export(_tv("resnet50"), "layer44", input_shape=S64,
+    msg = _export_error(lambda: liftcam.export_model(_tv("resnet50"), "layer44", input_shape=S64,
                                                out_dir=out),
                         "'layer44'", "Closest names", "'layer4'", "candidate_layers")
     assert "'conv1'" not in msg
-    _export_error(lambda: liftcam.export(_tv("resnet50"), nn.ReLU(), input_shape=S64,
+    _export_error(lambda: liftcam.export_model(_tv("resnet50"), nn.ReLU(), input_shape=S64,
                                          out_dir=out), "not a sub-module")
     assert not out.exists()
 
 
 def test_error_layer_not_4d(tmp_path):
     out = tmp_path / "x.liftcam"
-    _export_error(lambda: liftcam.export(_tv("resnet50"), "fc", input_shape=S64, out_dir=out),
+    _export_error(lambda: liftcam.export_model(_tv("resnet50"), "fc", input_shape=S64, out_dir=out),
                   "'fc'", "(2, 10)", "not a 4-D activation")
     assert not out.exists()
 
 
 def test_error_crossing_skip_connection(tmp_path):
     out = tmp_path / "x.liftcam"
-    _export_error(lambda: liftcam.export(_tv("resnet50"), "layer3.0.conv2", input_shape=S64,
+    _export_error(lambda: liftcam.export_model(_tv("resnet50"), "layer3.0.conv2", input_shape=S64,
                                          out_dir=out),
                   "'layer3.0.conv2'", "skip connection", "layer2/layer2.3/relu_2/Relu_output_0")
     assert not out.exists()
@@ -526,7 +526,7 @@ def test_error_crossing_skip_connection_onnx(onnx_dir, tmp_path):
 
 def test_error_two_outputs(tmp_path):
     model = TwoOutputs().eval()
-    _export_error(lambda: liftcam.export(model, input_shape=(3, 16, 16), out_dir=tmp_path / "a"),
+    _export_error(lambda: liftcam.export_model(model, input_shape=(3, 16, 16), out_dir=tmp_path / "a"),
                   "one tensor of logits", "tuple")
     src = _to_onnx(model, (3, 16, 16), tmp_path / "two.onnx")
     g = onnx.load(str(src)).graph
@@ -560,11 +560,11 @@ def test_error_unknown_activation_tensor(onnx_dir, tmp_path):
 
 def test_error_labels_and_bad_arguments(tiny_model, tmp_path):
     out = tmp_path / "x.liftcam"
-    _export_error(lambda: liftcam.export(tiny_model, input_shape=TINY_SHAPE, out_dir=out,
+    _export_error(lambda: liftcam.export_model(tiny_model, input_shape=TINY_SHAPE, out_dir=out,
                                          labels=["a", "b", "c"]), "3 labels", "10 classes")
     assert list(tmp_path.iterdir()) == []         # nothing half-written, no temp directory
-    _export_error(lambda: liftcam.export("model.pt"), "torch.nn.Module", "export_onnx")
-    _export_error(lambda: liftcam.export(tiny_model, input_shape=(32, 32)), "(C, H, W)")
+    _export_error(lambda: liftcam.export_model("model.pt"), "torch.nn.Module", "export_onnx")
+    _export_error(lambda: liftcam.export_model(tiny_model, input_shape=(32, 32)), "(C, H, W)")
 
 
 def test_onnx_with_static_batch_is_made_dynamic(tiny_model, tmp_path):

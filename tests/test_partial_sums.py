@@ -39,7 +39,7 @@ def _bundle(tmp_path, net, size, name="features"):
     torch.manual_seed(0)
     for p in net.parameters():      # non-zero biases: the reference u0 = 0, not z0 = 0
         nn.init.uniform_(p, -0.5, 0.5)
-    path = liftcam.export(net.eval(), name, input_shape=(3, size, size),
+    path = liftcam.export_model(net.eval(), name, input_shape=(3, size, size),
                           out_dir=tmp_path / "b.liftcam")
     load = lambda f: onnx.load(str(path / f))  # noqa: E731
     return load("head.onnx"), load("features.onnx"), load("multipliers_deeplift.onnx")

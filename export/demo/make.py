@@ -54,7 +54,7 @@ def make_demo(out=DEFAULT_OUT, weights_dir=None, untrained=False, seed=SAMPLE_SE
         else:
             weights = None
         model = demo_models.build_demo_model(name, weights)
-        path = liftcam.export(
+        path = liftcam.export_model(
             model, target_layer=model.TARGET_LAYER,
             input_shape=(3, demo_models.INPUT_SIZE, demo_models.INPUT_SIZE),
             out_dir=out / f"{name}.liftcam", labels=list(shapes.CLASSES),

@@ -14,16 +14,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from liftcam.engine.errors import InputError
 
 from liftcam.engine import DEMO_DIR  # noqa: E402
 SAMPLES_JSON = "samples.json"
-#: every method, in the demo's column order; ``cam`` only where the head is linear
-METHODS = ("liftcam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "ablationcam",
-           "scorecam", "shap", "cam")
 SHAP_SAMPLES = 128         # permutations per image for the sampled channel-SHAP column
 
 TILE = 128                 # pixels per tile (square)
@@ -137,30 +133,66 @@ def demo_samples(directory=None) -> list:
     return [(p, None) for p in sorted(d.glob("*.png"))]
 
 
-def _top1(probs, labels):
-    i = int(np.argmax(probs))
-    return (labels[i] if labels else str(i)), float(probs[i])
+def add_parser(sub):
+    from liftcam.cli.common import methods_arg, positive_arg
+
+    d = sub.add_parser("demo", help="explain the built-in sample images with every method",
+                       description="Explain the bundled sample images (procedural shapes) with "
+                                   "every CAM method for both demo models; writes a grid PNG per "
+                                   "model and per-image overlays. Needs no torch.")
+    d.add_argument("-o", "--out", default="liftcam-demo", metavar="DIR",
+                   help="output folder (default: %(default)s/)")
+    d.add_argument("--methods", type=methods_arg, default=None, metavar="M[,M...]",
+                   help="methods to run (default: all the model can run; 'cam' only on linear "
+                        "heads)")
+    d.add_argument("--shap-samples", type=positive_arg, default=None, metavar="N",
+                   help=f"permutations per image for 'shap' (default: {SHAP_SAMPLES})")
+    d.add_argument("--tile", type=positive_arg, default=None, metavar="PX",
+                   help=f"tile size of the grid in pixels (default: {TILE})")
+    d.add_argument("--providers", nargs="+", default=None, metavar="P",
+                   help="ONNX Runtime execution providers, e.g. cuda cpu (default: cpu)")
+    d.set_defaults(func=run)
 
 
-# ----------------------------------------------------------------------------- the demo
+def run(args) -> int:
+    import sys
+
+    from liftcam.cli.common import EXIT_OK, say
+
+    t0 = time.perf_counter()
+    kwargs = {}
+    if args.shap_samples is not None:
+        kwargs["shap_samples"] = args.shap_samples
+    if args.tile is not None:
+        kwargs["tile"] = args.tile
+    summary = run_demo(args.out, methods=args.methods, providers=args.providers,
+                       log=lambda s: say(s, sys.stdout), **kwargs)
+    for name, m in summary["models"].items():
+        say(f"  {name}: grid {m['grid']}, overlays in {m['overlays']}/", sys.stdout)
+    say(f"wrote {args.out}/ (summary.json) in {time.perf_counter() - t0:.1f}s", sys.stdout)
+    return EXIT_OK
+
 
 def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int = TILE,
              providers=None, demo_dir=None, log=print) -> dict:
-    """Explain the sample images with every method for every demo bundle.
+    """Explain the sample images with every method for every demo bundle, through the public
+    pipeline (:func:`liftcam.engine.pipeline.explain_files`).
 
-    Writes ``<out>/<model>_grid.png`` (rows images, columns input + methods) and the overlays
-    ``<out>/<model>/<image>_<method>.png`` (at the image's own size), and ``<out>/summary.json``.
-    Returns the summary (paths, predictions, seconds per method)."""
+    ``methods``: None or ``["all"]`` for every method each model can run (``cam`` only on
+    linear heads), else a list of names. Writes ``<out>/<model>_grid.png`` (rows images,
+    columns input + methods), the overlays, maps and results of ``<out>/<model>/``, and
+    ``<out>/summary.json``. Returns the summary (paths, predictions, seconds per method)."""
     from liftcam.engine.bundle import load_bundle
     from liftcam.engine.explainer import Explainer
-    from liftcam.engine.images import load_image, overlay, preprocess, save_png_atomic
-    from liftcam.engine.images import write_bytes_atomic
+    from liftcam.engine.images import overlay, save_png_atomic, write_bytes_atomic
+    from liftcam.engine.methods import registry
+    from liftcam.engine.pipeline import explain_files
 
     t_start = time.perf_counter()
-    methods = list(METHODS if methods is None else methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    asked = ["all"] if methods is None else list(methods)
+    for m in asked:
+        if m != "all":
+            registry.get(m)
     bundles = demo_bundles(demo_dir)
     samples = demo_samples(demo_dir)
     if not bundles or not samples:
@@ -169,55 +201,49 @@ def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int 
                          "liftcam.export.demo.make")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = [load_image(p) for p, _ in samples]
+    truth = {p: t for p, t in samples}
     summary = {"out_dir": str(out), "models": {}}
     for bpath in bundles:
         t_model = time.perf_counter()
         bundle = load_bundle(bpath)
         name = bpath.name[:-len(".liftcam")]
-        linear = bool(bundle.manifest.get("head", {}).get("linear"))
-        used = [m for m in methods if m != "cam" or linear]
-        if "cam" in methods and not linear:
-            log(f"{name}: skipping 'cam' (its head is not linear: pooling + MLP)")
-        explainer = Explainer(bundle, providers=providers)
-        x = preprocess(images, bundle.manifest["preprocessing"])
-        labels = bundle.labels
-        (out / name).mkdir(exist_ok=True)
-        tiles = {m: [] for m in used}
-        seconds = {}
-        predictions = None
-        for m in used:
-            opts = {"n_samples": shap_samples} if m == "shap" else {}
-            t0 = time.perf_counter()
-            e = explainer.explain(x, method=m, progress=False, **opts)
-            seconds[m] = round(time.perf_counter() - t0, 3)
-            if predictions is None:
-                probs = e.probabilities()
-                predictions = [_top1(p, labels) for p in probs]
-            for (path, _), img, cam_map in zip(samples, images, e.maps):
-                save_png_atomic(overlay(img, cam_map), out / name / f"{path.stem}_{m}.png")
-                big = img.resize((tile, tile), Image.NEAREST if img.width <= tile else
+        can = registry.available(bundle)
+        used = can if "all" in asked else [m for m in asked if m in can]
+        for m in asked:
+            if m != "all" and m not in can:
+                log(f"{name}: skipping {m!r} (it needs a linear head; this one is pooling + "
+                    "MLP)")
+        tiles, rows = {}, {}
+
+        def keep(r, tile=tile, tiles=tiles, rows=rows):
+            big = r.image.resize((tile, tile), Image.NEAREST if r.image.width <= tile else
                                  Image.BILINEAR)
-                tiles[m].append(overlay(big, cam_map))
-        rows = []
-        correct = 0
-        for i, ((path, truth), img) in enumerate(zip(samples, images)):
-            label, p = predictions[i]
-            caption = [f"pred {label} {p:.0%}"]
-            if truth is not None:
-                caption.append(f"true {truth}")
-                correct += int(truth == label)
-            rows.append([(img, caption)] + [(tiles[m][i], []) for m in used])
-        label_note = "shap" if "shap" not in used else f"shap ({shap_samples} perm.)"
+            tiles[(r.path, r.method)] = overlay(big, r.map)
+            rows.setdefault(r.path, (r.image, r.record))
+
+        run = explain_files(bundle, [p for p, _ in samples], out / name, used, maps="none",
+                            overwrite=True, options={"shap": {"n_samples": shap_samples}},
+                            explainer=Explainer(bundle, providers=providers), progress=False,
+                            on_result=keep, log=log)
+        grid_rows, predictions, correct = [], [], 0
+        for path, t in samples:
+            img, rec = rows[path]
+            top = rec["top_k"][0]
+            label, p = top["label"] or str(top["class"]), top["probability"]
+            predictions.append({"file": path.name, "true": t, "predicted": label,
+                                "probability": p})
+            caption = [f"pred {label} {p:.0%}"] + ([f"true {t}"] if t is not None else [])
+            correct += int(t == label)
+            grid_rows.append([(img, caption)] + [(tiles[(path, m)], []) for m in used])
+        label_note = f"shap ({shap_samples} perm.)"
         columns = ["input"] + [label_note if m == "shap" else m for m in used]
         grid_path = out / f"{name}_grid.png"
-        save_png_atomic(make_grid(columns, rows, tile), grid_path)
-        n_known = sum(t is not None for _, t in samples)
+        save_png_atomic(make_grid(columns, grid_rows, tile), grid_path)
+        n_known = sum(t is not None for t in truth.values())
+        seconds = {m: round(s, 3) for m, s in run.method_seconds.items()}
         summary["models"][name] = {
             "bundle": str(bpath), "grid": str(grid_path), "overlays": str(out / name),
-            "methods": used, "seconds": seconds,
-            "predictions": [{"file": p.name, "true": t, "predicted": lab, "probability": pr}
-                            for (p, t), (lab, pr) in zip(samples, predictions)],
+            "methods": used, "seconds": seconds, "predictions": predictions,
             "correct": correct if n_known else None,
             "total_seconds": round(time.perf_counter() - t_model, 3),
         }

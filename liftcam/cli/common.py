@@ -1,0 +1,103 @@
+"""What every command shares: exit codes, messages, argument types, the error class."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from liftcam.engine.errors import LiftcamError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class CliError(LiftcamError):
+    """A command-line level error (bad option value, nothing to do)."""
+
+
+def say(msg: str, stream=None) -> None:
+    stream = stream or sys.stderr
+    stream.write(msg + "\n")
+    stream.flush()
+
+
+def one_line(msg) -> str:
+    return " ".join(str(msg).split())
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (no usage dump) and exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"liftcam: error: {one_line(message)} "
+                              f"(see '{self.prog} --help')\n")
+
+
+def _ints(text: str, n: int, what: str) -> tuple:
+    try:
+        vals = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if n == 2 and len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != n or min(vals) <= 0:
+        raise argparse.ArgumentTypeError(f"expected {n} positive ints {what}, got {text!r}")
+    return vals
+
+
+def shape_arg(text: str) -> tuple:
+    """``C,H,W`` (e.g. 3,224,224)."""
+    return _ints(text, 3, "C,H,W (e.g. 3,224,224)")
+
+
+def hw_arg(text: str) -> list:
+    """``H,W`` or one size for both."""
+    return list(_ints(text, 2, "H,W"))
+
+
+def triple_arg(text: str) -> list:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers a,b,c, got {text!r}") \
+            from None
+    if len(vals) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers a,b,c, got {text!r}")
+    return vals
+
+
+def positive_arg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return v
+
+
+def methods_arg(text: str) -> list:
+    """Comma-separated method names or ``all`` (expanded per bundle by the pipeline)."""
+    from liftcam.engine import methods
+
+    out = []
+    for m in text.split(","):
+        m = m.strip().lower()
+        if m != "all":
+            try:
+                methods.get(m)
+            except LiftcamError as exc:
+                raise argparse.ArgumentTypeError(f"{exc} or 'all'") from None
+        out.append(m)
+    return out
+
+
+def method_choices() -> str:
+    from liftcam.engine.methods import METHODS
+
+    return ", ".join(METHODS)
+
+
+def fmt_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
