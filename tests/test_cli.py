@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import liftcam
 import pytest
 from PIL import Image
 
@@ -78,11 +79,11 @@ def images(tmp_path_factory):
 
 def test_version_and_help():
     r = run("--version")
-    assert r.returncode == 0 and r.stdout.strip() == "liftcam 0.1.0"
+    assert r.returncode == 0 and r.stdout.strip() == f"liftcam {liftcam.__version__}"
     script = Path(sys.executable).with_name("liftcam")        # the console script
     if script.is_file():
         r = subprocess.run([str(script), "--version"], capture_output=True, text=True)
-        assert r.returncode == 0 and r.stdout.strip() == "liftcam 0.1.0"
+        assert r.returncode == 0 and r.stdout.strip() == f"liftcam {liftcam.__version__}"
     r = run("--help")
     assert r.returncode == 0
     for cmd in ("demo", "explain", "info", "export", "layers"):
@@ -119,7 +120,7 @@ def test_demo(tmp_path):
     for name, linear in (("vgg_demo", False), ("resnet_demo", True)):
         grid = out / f"{name}_grid.png"
         assert str(grid) in r.stdout
-        methods = ALL_METHODS + (["cam"] if linear else [])
+        methods = ALL_METHODS[:-1] + (["cam"] if linear else []) + ["shap"]
         assert summary["models"][name]["methods"] == methods
         with Image.open(grid) as g:
             assert g.size == demo_mod.grid_size(n, 1 + len(methods))
@@ -135,8 +136,10 @@ def test_demo(tmp_path):
 
 # ----------------------------------------------------------------------------- explain
 
-def _records(out):
-    return [json.loads(s) for s in (out / "results.jsonl").read_text().splitlines()]
+def _records(out, errors=False):
+    """The records of results.jsonl: the explanations, or (errors=True) the error lines."""
+    recs = [json.loads(s) for s in (out / "results.jsonl").read_text().splitlines()]
+    return [r for r in recs if ("error" in r) == errors]
 
 
 def test_explain_folder(images, tmp_path):
@@ -216,13 +219,16 @@ def test_explain_bad_inputs(tmp_path):
     assert names == ["good1_liftcam.npy", "good1_liftcam.png", "good2_liftcam.npy",
                      "good2_liftcam.png", "results.jsonl"]
     assert [Path(rec["file"]).name for rec in _records(out)] == ["good1.png", "good2.png"]
+    failed = sorted(Path(rec["file"]).name for rec in _records(out, errors=True))
+    assert failed == ["missing.png", "text.jpg", "trunc.png", "zero.png"]
 
     # every input bad: still a clean exit 3, nothing written
     out2 = tmp_path / "out2"
     r = run("explain", VGG, d / "zero.png", d / "text.jpg", "-o", out2)
     assert r.returncode == 3
     assert "no image could be explained" in r.stderr
-    assert not out2.exists() or not any(out2.iterdir())
+    assert [p.name for p in out2.iterdir()] == ["results.jsonl"]
+    assert len(_records(out2)) == 0 and len(_records(out2, errors=True)) == 2
 
 
 def test_explain_errors(tmp_path, images):

@@ -209,8 +209,9 @@ def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int 
         name = bpath.name[:-len(".liftcam")]
         can = registry.available(bundle)
         used = can if "all" in asked else [m for m in asked if m in can]
-        for m in asked:
-            if m != "all" and m not in can:
+        wanted = registry.METHODS if "all" in asked else asked
+        for m in wanted:
+            if m not in can:
                 log(f"{name}: skipping {m!r} (it needs a linear head; this one is pooling + "
                     "MLP)")
         tiles, rows = {}, {}
