@@ -1,7 +1,7 @@
 """CUDA kernels for the LIFT-CAM tail and their launcher (lazy imports: no GPU needed to import)."""
 
-_LAZY = ("get_launcher", "tail_ortvalues", "tail_numpy", "rescale_numpy", "compile_source",
-         "KernelUnavailableError", "KernelLaunchError", "gpu_available", "ACTIVATIONS")
+_LAZY = ("get_launcher", "tail_ortvalues", "tail_numpy", "compile_source",
+         "KernelUnavailableError", "KernelLaunchError", "gpu_available")
 
 
 def __getattr__(name):  # lazy: importing liftcam.kernels never touches CUDA

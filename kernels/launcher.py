@@ -24,9 +24,9 @@ workspace (grown on demand); use one launcher per stream when launching concurre
 
 Entry points:
     get_launcher(backend, device) -> TailLauncher
-    TailLauncher.tail_multipliers / tail_weights / rescale     (device pointers)
+    TailLauncher.tail_multipliers / tail_weights                (device pointers)
     tail_ortvalues(A, M, maps, ...)                              (ONNX Runtime OrtValues on CUDA)
-    tail_numpy(A, M, size=...), rescale_numpy(...)               (host arrays; copies in and out)
+    tail_numpy(A, M, size=...)                                   (host arrays; copies in and out)
     validate_* / plan_tail / compile_source                      (no GPU needed)
 """
 from __future__ import annotations
@@ -41,33 +41,15 @@ import numpy as np
 from liftcam.engine.errors import InputError, LiftcamError
 
 __all__ = [
-    "ACTIVATIONS", "X0_MODES", "KernelUnavailableError", "KernelLaunchError",
+    "KernelUnavailableError", "KernelLaunchError",
     "SOURCE_PATH", "kernel_source", "compile_source",
-    "TailDims", "Launch", "plan_tail", "plan_rescale", "chunk_channels", "num_chunks",
-    "workspace_bytes",
-    "validate_tail_dims", "validate_tail_arrays", "validate_rescale_arrays",
-    "validate_ortvalues", "infer_x0_mode", "activation_code",
+    "TailDims", "Launch", "plan_tail", "chunk_channels", "num_chunks", "workspace_bytes",
+    "validate_tail_dims", "validate_tail_arrays", "validate_ortvalues",
     "get_launcher", "TailLauncher", "DeviceArray",
-    "tail_numpy", "rescale_numpy", "tail_ortvalues",
+    "tail_numpy", "tail_ortvalues",
 ]
 
 SOURCE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "liftcam.cu")
-
-#: activation name -> (code, default a, default b); codes as in liftcam.cu
-ACTIVATIONS: Dict[str, Tuple[int, float, float]] = {
-    "relu": (0, 0.0, 0.0),
-    "leaky_relu": (1, 0.01, 0.0),
-    "elu": (2, 1.0, 0.0),
-    "sigmoid": (3, 0.0, 0.0),
-    "tanh": (4, 0.0, 0.0),
-    "softplus": (5, 0.0, 0.0),
-    "clip": (6, 0.0, 6.0),
-    "relu6": (6, 0.0, 6.0),
-    "hardsigmoid": (7, 0.2, 0.5),          # ONNX defaults; torch uses a = 1/6
-    "hardswish": (8, 0.0, 0.0),
-}
-#: x0 broadcast mode -> code (see liftcam.cu)
-X0_MODES: Dict[str, int] = {"scalar": 0, "channel": 1, "sample": 2, "full": 3}
 
 # launch-plan constants: keep equal to the #defines in liftcam.cu
 BLOCK = 256
@@ -78,11 +60,10 @@ PIX_PER_BLOCK = 512
 MAX_PIX_BLOCKS = 1024
 MAX_GRID_Y = 65535
 LOWRES_MAX_BLOCKS = 4096
-RESCALE_MAX_BLOCKS = 65535
 _INT32_MAX = 2**31 - 1
 
 KERNEL_NAMES = ("liftcam_channel_partial", "liftcam_lowres", "liftcam_upsample_minmax",
-                "liftcam_upsample_normalise", "liftcam_rescale")
+                "liftcam_upsample_normalise")
 
 
 class KernelUnavailableError(LiftcamError, RuntimeError):
@@ -96,24 +77,6 @@ class KernelLaunchError(LiftcamError, RuntimeError):
 def kernel_source() -> str:
     with open(SOURCE_PATH, "r", encoding="utf-8") as f:
         return f.read()
-
-
-def activation_code(activation, a: Optional[float] = None,
-                    b: Optional[float] = None) -> Tuple[int, float, float]:
-    """(code, a, b) for an activation name (or int code); defaults filled in."""
-    if isinstance(activation, (int, np.integer)) and not isinstance(activation, bool):
-        codes = {v[0]: (k, v) for k, v in ACTIVATIONS.items()}
-        if int(activation) not in codes:
-            raise InputError(f"activation: unknown code {activation}; known: "
-                             f"{sorted(codes)}")
-        _, (code, da, db) = codes[int(activation)]
-    else:
-        key = str(activation).lower().replace("-", "_")
-        if key not in ACTIVATIONS:
-            raise InputError(f"activation: unknown {activation!r}; supported: "
-                             f"{', '.join(sorted(ACTIVATIONS))}")
-        code, da, db = ACTIVATIONS[key]
-    return code, float(da if a is None else a), float(db if b is None else b)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -166,11 +129,6 @@ def plan_tail(d: TailDims) -> List[Launch]:
         Launch("liftcam_upsample_minmax", (gx, gy, 1), blk),
         Launch("liftcam_upsample_normalise", (gx, gy, 1), blk),
     ]
-
-
-def plan_rescale(total: int) -> Launch:
-    return Launch("liftcam_rescale", (min(-(-total // BLOCK), RESCALE_MAX_BLOCKS), 1, 1),
-                  (BLOCK, 1, 1))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -236,52 +194,6 @@ def validate_tail_arrays(A, M=None, weights=None, size=None) -> TailDims:
         raise InputError("size: the output (H, W) is required")
     H, W = _parse_size(size)
     return validate_tail_dims(N, K, h, w, H, W)
-
-
-def infer_x0_mode(x_shape: Sequence[int], x0_shape: Sequence[int]) -> str:
-    x_shape, x0_shape = tuple(x_shape), tuple(x0_shape)
-    size = int(np.prod(x0_shape)) if x0_shape else 1
-    if x0_shape == x_shape:
-        return "full"
-    if size == 1:
-        return "scalar"
-    if len(x_shape) >= 2:
-        if x0_shape in (x_shape[1:], (1,) + x_shape[1:]):
-            return "sample"
-        C = x_shape[1]
-        if size == C and x0_shape in ((C,), (1, C) + (1,) * (len(x_shape) - 2),
-                                      (C,) + (1,) * (len(x_shape) - 2)):
-            return "channel"
-    raise InputError(f"x0: shape {x0_shape} does not broadcast to x {x_shape} in a supported "
-                     f"way (scalar, per channel (C,), per sample x.shape[1:], or x.shape)")
-
-
-def _rescale_geometry(x_shape, x0_size: int, x0_mode: str) -> Tuple[int, int, int]:
-    """(total, inner, channels) with checks of x0's size against the mode."""
-    if x0_mode not in X0_MODES:
-        raise InputError(f"x0_mode: unknown {x0_mode!r}; one of {sorted(X0_MODES)}")
-    total = int(np.prod(x_shape))
-    channels = int(x_shape[1]) if len(x_shape) >= 2 else 1
-    inner = int(np.prod(x_shape[2:])) if len(x_shape) >= 3 else 1
-    want = {"scalar": 1, "channel": channels, "sample": channels * inner,
-            "full": total}[x0_mode]
-    if len(x_shape) == 1 and x0_mode == "sample":
-        want = total
-    if x0_size != want:
-        raise InputError(f"x0: mode {x0_mode!r} needs {want} elements for x of shape "
-                         f"{tuple(x_shape)}, got {x0_size}")
-    if total <= 0:
-        raise InputError(f"x: empty (shape {tuple(x_shape)})")
-    return total, inner, channels
-
-
-def validate_rescale_arrays(m_out, x, x0, x0_mode: Optional[str] = None):
-    _check_host_array(x, "x")
-    _check_host_array(m_out, "m_out", shape=x.shape)
-    _check_host_array(x0, "x0")
-    mode = x0_mode or infer_x0_mode(x.shape, x0.shape)
-    total, inner, channels = _rescale_geometry(x.shape, int(x0.size), mode)
-    return mode, total, inner, channels
 
 
 def _ort_check(ov, name: str, shape=None, ndim=None) -> Tuple[int, ...]:
@@ -708,31 +620,6 @@ class TailLauncher:
             _, low_res = self._scratch_outputs(d, weights, low_res)
             self._tail(d, A, 0, weights, low_res, maps, False, stream)
 
-    def rescale(self, m_out: int, x: int, x0: int, m_in: int, x_shape: Sequence[int],
-                x0_mode: str, activation="relu", a: Optional[float] = None,
-                b: Optional[float] = None, *, x0_size: Optional[int] = None,
-                stream: int = 0) -> None:
-        """DeepLIFT Rescale on device pointers (see liftcam.cu for x0 modes)."""
-        code, a_, b_ = activation_code(activation, a, b)
-        if len(tuple(x_shape)) == 1 and x0_mode == "sample":
-            x0_mode = "full"  # a 1-d x is one sample: per-sample x0 is the whole of x0
-        if x0_size is None:
-            x0_size = {"scalar": 1, "full": int(np.prod(x_shape))}.get(x0_mode)
-            if x0_size is None:
-                x0_size = (int(x_shape[1]) if x0_mode == "channel" else
-                           int(np.prod(x_shape[1:])))
-        total, inner, channels = _rescale_geometry(tuple(x_shape), int(x0_size), x0_mode)
-        for name, p in (("m_out", m_out), ("x", x), ("x0", x0), ("m_in", m_in)):
-            if not p:
-                raise InputError(f"{name}: null device pointer")
-        ln = plan_rescale(total)
-        with self._ctx():
-            self._b.launch(ln.kernel, ln.grid, ln.block,
-                           (_u64(m_out), _u64(x), _u64(x0), _u64(m_in), np.int64(total),
-                            np.int64(inner), np.int32(channels), np.int32(X0_MODES[x0_mode]),
-                            np.int32(code), np.float32(a_), np.float32(b_)), stream)
-
-
 _LAUNCHERS: Dict[Tuple[str, int], TailLauncher] = {}
 _LAUNCHERS_LOCK = threading.Lock()
 
@@ -780,28 +667,6 @@ def tail_numpy(A: np.ndarray, M: Optional[np.ndarray] = None, *, weights=None, s
     finally:
         for b in bufs:
             b.free()
-
-
-def rescale_numpy(m_out: np.ndarray, x: np.ndarray, x0: np.ndarray, activation="relu",
-                  a: Optional[float] = None, b: Optional[float] = None,
-                  x0_mode: Optional[str] = None, backend: str = "cuda-python",
-                  device: int = 0, poison_outputs: bool = False) -> np.ndarray:
-    """Host arrays in and out (copies; for tests): the Rescale multiplier m_in."""
-    activation_code(activation, a, b)
-    mode, total, inner, channels = validate_rescale_arrays(m_out, x, x0, x0_mode)
-    lau = get_launcher(backend, device)
-    bufs = [lau.to_device(m_out), lau.to_device(x), lau.to_device(np.ravel(x0))]
-    out = lau.empty(x.shape)
-    bufs.append(out)
-    try:
-        if poison_outputs:
-            out.upload(np.full(x.shape, np.nan, np.float32))
-        lau.rescale(bufs[0].ptr, bufs[1].ptr, bufs[2].ptr, out.ptr, x.shape, mode, activation,
-                    a, b, x0_size=int(x0.size))
-        return out.download()
-    finally:
-        for buf in bufs:
-            buf.free()
 
 
 def tail_ortvalues(A, M, maps, *, weights=None, alpha=None, low_res=None,
