@@ -2,7 +2,7 @@
  * liftcam.cu -- the CAM tail, in plain CUDA C.
  *
  * One file, two ways to use it:
- *   - NVRTC (run-time compilation, what liftcam/kernels/launcher.py does): only the
+ *   - NVRTC (run-time compilation, what liftcam/kernels/compiler.py does): only the
  *     extern "C" __global__ kernels below are seen (__CUDACC_RTC__ is defined); no header
  *     is included, so no include path is needed.
  *   - nvcc, linked into a C/C++ stack: the same kernels plus the extern "C" host launchers
@@ -305,7 +305,7 @@ static unsigned int lc_min_u(long long a, long long b)
 
 extern "C" {
 
-/* Channels per block of kernel 1, and number of chunks (same formula as launcher.py). */
+/* Channels per block of kernel 1, and number of chunks (same formula as plan.py). */
 int liftcam_tail_chunk_channels(int N, int K)
 {
     return lc_chunk_channels(N, K);

@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from liftcam.kernels.launcher import TailDims
+from liftcam.kernels.plan import TailDims
 
 
 @dataclass(frozen=True)
