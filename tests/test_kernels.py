@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
+from kernel_vectors import TAIL_CASES, make_constant_case, make_tail_inputs
 from liftcam.engine import tail
 from liftcam.engine.errors import InputError
 from liftcam.kernels import compiler, plan
 from liftcam.kernels.backends import gpu_available
 from liftcam.kernels.launch import get_launcher, tail_numpy, tail_ortvalues
-from liftcam.kernels.testvectors import TAIL_CASES, make_constant_case, make_tail_inputs
 
 NVCC = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if os.path.exists("/usr/local/bin/nvcc")
                                 else None)
