@@ -194,17 +194,17 @@ def bench_torch(torch, A, M, H, W, device, repeats, warmup):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        from liftcam.kernels import launcher as L
+        from liftcam.kernels import KernelUnavailableError, get_launcher, gpu_available
     except Exception as exc:  # pragma: no cover
         print(f"gpu_tail: cannot import liftcam.kernels: {exc}", file=sys.stderr)
         return NO_GPU_EXIT
-    ok, why = L.gpu_available()
+    ok, why = gpu_available()
     if not ok:
         print(f"gpu_tail: no CUDA GPU: {why.rstrip('.')}. Nothing to benchmark.", file=sys.stderr)
         return NO_GPU_EXIT
     try:
-        lau = L.get_launcher("cuda-python", args.device)
-    except L.KernelUnavailableError as exc:
+        lau = get_launcher("cuda-python", args.device)
+    except KernelUnavailableError as exc:
         print(f"gpu_tail: no CUDA GPU usable by the kernel: {exc}", file=sys.stderr)
         return NO_GPU_EXIT
 

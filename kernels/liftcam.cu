@@ -1,13 +1,13 @@
 /*
- * liftcam.cu -- the CAM tail and the DeepLIFT Rescale multiplier, in plain CUDA C.
+ * liftcam.cu -- the CAM tail, in plain CUDA C.
  *
  * One file, two ways to use it:
- *   - NVRTC (run-time compilation, what liftcam/kernels/launcher.py does): only the
+ *   - NVRTC (run-time compilation, what liftcam/kernels/compiler.py does): only the
  *     extern "C" __global__ kernels below are seen (__CUDACC_RTC__ is defined); no header
  *     is included, so no include path is needed.
  *   - nvcc, linked into a C/C++ stack: the same kernels plus the extern "C" host launchers
- *     at the end of the file (liftcam_tail_multipliers, liftcam_tail_weights,
- *     liftcam_rescale_launch), which run exactly the launch sequence described here.
+ *     at the end of the file (liftcam_tail_multipliers, liftcam_tail_weights), which run
+ *     exactly the launch sequence described here.
  *
  * Everything is float32, row-major (C-contiguous), on the device. Offsets are 64-bit.
  * The numerics are specified by liftcam/engine/tail.py (numpy); the kernels must equal it
@@ -41,26 +41,6 @@
  *        recomputes up[n] bit-identically and writes maps[n] (every element).
  *   Workspace: mm (4N uint32) followed by partial (N*C*hw float32): see
  *   liftcam_tail_workspace_bytes. Outputs written: alpha (multipliers variant), low, maps.
- *
- * ---------------------------------------------------------------------------------------
- * RESCALE   m_in = m_out * (f(x) - f(x0)) / (x - x0), or m_out * f'(x) where
- *           |x - x0| < 1e-10 (Captum's DeepLift rule for element-wise non-linearities).
- *   x, m_out, m_in: `total` elements, viewed as (N, channels, inner).
- *   x0 broadcast (x0_mode):
- *     0 LIFTCAM_X0_SCALAR   x0 has 1 element
- *     1 LIFTCAM_X0_CHANNEL  x0 has `channels` elements: x0[(i / inner) % channels]
- *     2 LIFTCAM_X0_SAMPLE   x0 has channels*inner elements, shared by every sample
- *                           (the node's value on the zero reference, batch 1)
- *     3 LIFTCAM_X0_FULL     x0 has `total` elements
- *   activation codes (parameters a, b):
- *     0 relu                 1 leaky_relu(a = slope)   2 elu(a = alpha)
- *     3 sigmoid              4 tanh                    5 softplus (torch: x > 20 -> x)
- *     6 clip(a = min, b = max)   (relu6 = clip(0, 6))
- *     7 hardsigmoid max(0, min(1, a*x + b))   (ONNX a=0.2 b=0.5; torch a=1/6 b=0.5)
- *     8 hardswish x * max(0, min(1, x/6 + 1/2))
- *   f'(x) follows torch's backward conventions at the kinks (relu'(0) = 0, clip: 1 on
- *   the open interval, hardswish: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above).
- *   One thread per element, grid-stride loop.
  */
 
 #if !defined(__CUDACC_RTC__)
@@ -76,21 +56,6 @@
 #define LIFTCAM_MAX_PIX_BLOCKS 1024
 #define LIFTCAM_MAX_GRID_Y 65535
 #define LIFTCAM_LOWRES_MAX_BLOCKS 4096
-
-#define LIFTCAM_ACT_RELU 0
-#define LIFTCAM_ACT_LEAKY_RELU 1
-#define LIFTCAM_ACT_ELU 2
-#define LIFTCAM_ACT_SIGMOID 3
-#define LIFTCAM_ACT_TANH 4
-#define LIFTCAM_ACT_SOFTPLUS 5
-#define LIFTCAM_ACT_CLIP 6
-#define LIFTCAM_ACT_HARDSIGMOID 7
-#define LIFTCAM_ACT_HARDSWISH 8
-
-#define LIFTCAM_X0_SCALAR 0
-#define LIFTCAM_X0_CHANNEL 1
-#define LIFTCAM_X0_SAMPLE 2
-#define LIFTCAM_X0_FULL 3
 
 #define LIFTCAM_POS_INF_BITS 0x7f800000u
 #define LIFTCAM_FLT_MAX 3.402823466e+38f
@@ -214,7 +179,8 @@ extern "C" __global__ void liftcam_channel_partial(const float* __restrict__ A,
         for (int p = (int)threadIdx.x; p < hw; p += (int)blockDim.x) {
             const float* a = An + p;
             float acc = 0.0f;
-            for (int kk = 0; kk < nch; ++kk) acc = fmaf(s_alpha[kk], a[(size_t)kk * (size_t)hw], acc);
+            for (int kk = 0; kk < nch; ++kk)
+                acc = fmaf(s_alpha[kk], a[(size_t)kk * (size_t)hw], acc);
             out[p] = acc;
         }
         __syncthreads();
@@ -320,92 +286,13 @@ extern "C" __global__ void liftcam_upsample_normalise(const float* __restrict__ 
     }
 }
 
-/* ------------------------------------------------------------------------ rescale */
-static __device__ __forceinline__ float lc_sigmoid(float x)
-{
-    return 1.0f / (1.0f + expf(-x));
-}
-
-static __device__ float lc_act(int act, float x, float a, float b)
-{
-    switch (act) {
-    case LIFTCAM_ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case LIFTCAM_ACT_LEAKY_RELU: return x > 0.0f ? x : a * x;
-    case LIFTCAM_ACT_ELU: return x > 0.0f ? x : a * expm1f(x);
-    case LIFTCAM_ACT_SIGMOID: return lc_sigmoid(x);
-    case LIFTCAM_ACT_TANH: return tanhf(x);
-    case LIFTCAM_ACT_SOFTPLUS: return x > 20.0f ? x : log1pf(expf(x));
-    case LIFTCAM_ACT_CLIP: return fminf(fmaxf(x, a), b);
-    case LIFTCAM_ACT_HARDSIGMOID: return fminf(fmaxf(a * x + b, 0.0f), 1.0f);
-    case LIFTCAM_ACT_HARDSWISH: return x * fminf(fmaxf(x / 6.0f + 0.5f, 0.0f), 1.0f);
-    default: return __uint_as_float(0x7fc00000u); /* unknown code: NaN (launchers validate) */
-    }
-}
-
-static __device__ float lc_act_grad(int act, float x, float a, float b)
-{
-    switch (act) {
-    case LIFTCAM_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
-    case LIFTCAM_ACT_LEAKY_RELU: return x > 0.0f ? 1.0f : a;
-    case LIFTCAM_ACT_ELU: return x > 0.0f ? 1.0f : a * expf(x);
-    case LIFTCAM_ACT_SIGMOID: {
-        const float s = lc_sigmoid(x);
-        return s * (1.0f - s);
-    }
-    case LIFTCAM_ACT_TANH: {
-        const float t = tanhf(x);
-        return 1.0f - t * t;
-    }
-    case LIFTCAM_ACT_SOFTPLUS: return x > 20.0f ? 1.0f : lc_sigmoid(x);
-    case LIFTCAM_ACT_CLIP: return (x > a && x < b) ? 1.0f : 0.0f;
-    case LIFTCAM_ACT_HARDSIGMOID: {
-        const float y = a * x + b;
-        return (y > 0.0f && y < 1.0f) ? a : 0.0f;
-    }
-    case LIFTCAM_ACT_HARDSWISH:
-        if (x < -3.0f) return 0.0f;
-        if (x <= 3.0f) return x / 3.0f + 0.5f;
-        return 1.0f;
-    default: return __uint_as_float(0x7fc00000u);
-    }
-}
-
-extern "C" __global__ void liftcam_rescale(const float* __restrict__ m_out,
-                                           const float* __restrict__ x,
-                                           const float* __restrict__ x0,
-                                           float* __restrict__ m_in,
-                                           long long total, long long inner, int channels,
-                                           int x0_mode, int activation, float a, float b)
-{
-    const long long stride = (long long)gridDim.x * (long long)blockDim.x;
-    const long long per_sample = (long long)channels * inner;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        long long j;
-        switch (x0_mode) {
-        case LIFTCAM_X0_SCALAR: j = 0; break;
-        case LIFTCAM_X0_CHANNEL: j = (i / inner) % (long long)channels; break;
-        case LIFTCAM_X0_SAMPLE: j = i % per_sample; break;
-        default: j = i; break;
-        }
-        const float xi = x[i];
-        const float ri = x0[j];
-        const float d = xi - ri;
-        float r;
-        if (fabsf(d) < 1e-10f) {
-            r = m_out[i] * lc_act_grad(activation, xi, a, b);
-        } else {
-            r = m_out[i] * ((lc_act(activation, xi, a, b) - lc_act(activation, ri, a, b)) / d);
-        }
-        m_in[i] = r;
-    }
-}
-
 /* ------------------------------------------------------------------------ host side (nvcc) */
 #if !defined(__CUDACC_RTC__)
 
 static int lc_chunk_channels(int N, int K)
 {
-    long long want = ((long long)N * (long long)K + LIFTCAM_TARGET_BLOCKS - 1) / LIFTCAM_TARGET_BLOCKS;
+    long long want = ((long long)N * (long long)K + LIFTCAM_TARGET_BLOCKS - 1) /
+                     LIFTCAM_TARGET_BLOCKS;
     if (want < LIFTCAM_MIN_CHUNK) want = LIFTCAM_MIN_CHUNK;
     if (want > LIFTCAM_MAX_CHUNK) want = LIFTCAM_MAX_CHUNK;
     return (int)want;
@@ -418,7 +305,7 @@ static unsigned int lc_min_u(long long a, long long b)
 
 extern "C" {
 
-/* Channels per block of kernel 1, and number of chunks (same formula as launcher.py). */
+/* Channels per block of kernel 1, and number of chunks (same formula as plan.py). */
 int liftcam_tail_chunk_channels(int N, int K)
 {
     return lc_chunk_channels(N, K);
@@ -482,21 +369,6 @@ cudaError_t liftcam_tail_weights(const float* A, const float* weights, float* lo
 {
     return lc_tail(A, (const float*)0, (float*)weights, low, maps, workspace, N, K, h, w, H, W,
                    0, stream);
-}
-
-/* Rescale multipliers; see the header comment for x0_mode and activation codes. */
-cudaError_t liftcam_rescale_launch(const float* m_out, const float* x, const float* x0,
-                                   float* m_in, long long total, long long inner, int channels,
-                                   int x0_mode, int activation, float a, float b,
-                                   cudaStream_t stream)
-{
-    if (total <= 0 || inner <= 0 || channels <= 0 || x0_mode < 0 || x0_mode > 3 ||
-        activation < 0 || activation > LIFTCAM_ACT_HARDSWISH)
-        return cudaErrorInvalidValue;
-    const long long blocks = (total + LIFTCAM_BLOCK - 1) / LIFTCAM_BLOCK;
-    liftcam_rescale<<<dim3(lc_min_u(blocks, 65535)), dim3(LIFTCAM_BLOCK), 0, stream>>>(
-        m_out, x, x0, m_in, total, inner, channels, x0_mode, activation, a, b);
-    return cudaGetLastError();
 }
 
 } /* extern "C" */

@@ -5,10 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
+from kernel_vectors import SMALL_TAIL_CASES, TAIL_CASES, make_constant_case, make_tail_inputs
 from liftcam.engine import tail
 from liftcam.engine.errors import InputError
-from liftcam.kernels.testvectors import (
-    SMALL_TAIL_CASES, TAIL_CASES, make_constant_case, make_tail_inputs)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -81,7 +80,8 @@ def test_coefficients_and_weighted_sum_vs_loops(case):
     np.testing.assert_allclose(a64, ref, rtol=1e-12, atol=1e-12)
     a32 = tail.liftcam_coefficients(A, M)
     assert a32.dtype == np.float32 and a32.shape == (case.N, case.K)
-    np.testing.assert_allclose(a32, ref, rtol=1e-5, atol=1e-5 * np.abs(A * M).sum(axis=(2, 3)).max())
+    np.testing.assert_allclose(a32, ref, rtol=1e-5,
+                               atol=1e-5 * np.abs(A * M).sum(axis=(2, 3)).max())
 
     S = tail.weighted_sum(A, a32)
     assert S.dtype == np.float32 and S.shape == (case.N, case.h, case.w)
@@ -199,7 +199,8 @@ def test_finish_vs_torch_pipeline(case):
     hi = up.amax(dim=(1, 2), keepdim=True)
     flat = lowt.reshape(lowt.shape[0], -1)
     varies = (flat.amax(dim=1) > flat.amin(dim=1))[:, None, None]
-    ref = torch.where((hi > lo) & varies, (up - lo) / (hi - lo).clamp_min(1e-300), torch.zeros_like(up))
+    ref = torch.where((hi > lo) & varies, (up - lo) / (hi - lo).clamp_min(1e-300),
+                      torch.zeros_like(up))
     np.testing.assert_allclose(low, lowt.numpy(), rtol=1e-6, atol=0)
     np.testing.assert_allclose(maps, ref.numpy(), rtol=0, atol=1e-5)
 
