@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from liftcam.cli import demo as demo_mod
+from liftcam.cli import grid as grid_mod
 from liftcam.engine.images import place_map as map_to_original
 from liftcam.engine.inputs import output_stems as _unique_stems
 from liftcam.engine.progress import Progress
@@ -123,9 +124,11 @@ def test_demo(tmp_path):
         methods = ALL_METHODS[:-1] + (["cam"] if linear else []) + ["shap"]
         assert summary["models"][name]["methods"] == methods
         with Image.open(grid) as g:
-            assert g.size == demo_mod.grid_size(n, 1 + len(methods))
-            assert g.size == ((2 + len(methods)) * demo_mod.GAP + (1 + len(methods)) * 128,
-                              demo_mod.HEADER + (n + 1) * demo_mod.GAP + n * 128)
+            assert g.size == grid_mod.grid_size(n, 1 + len(methods))
+            row = 128 + grid_mod.caption_height(grid_mod.CAPTION_LINES) + grid_mod.GAP
+            assert g.size == ((2 + len(methods)) * grid_mod.GAP + (1 + len(methods)) * 128,
+                              grid_mod.GAP + grid_mod.TITLE + grid_mod.HEADER + grid_mod.GAP
+                              + n * row + grid_mod.COLORBAR + grid_mod.GAP)
         for (path, _), m in zip(samples(), methods):
             with Image.open(out / name / f"{path.stem}_{m}.png") as o, Image.open(path) as i:
                 assert o.size == i.size

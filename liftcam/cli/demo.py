@@ -1,12 +1,12 @@
-"""The built-in demo (``liftcam demo``) and the comparison grid it draws.
+"""The built-in demo (``liftcam demo``).
 
 Run time only: numpy + onnxruntime + Pillow. The demo bundles (``vgg_demo.liftcam``,
 ``resnet_demo.liftcam``) and the sample images live in ``engine/demo/`` (package data, written
 by ``python -m liftcam.export.demo.make``), so the demo works on a fresh install with no torch.
 
-:func:`make_grid` lays out one tile per (image, column): a header row with the column names,
-then one row per image; the first column is the input with its predicted class (and the true
-class where known), the others are the CAM overlays. Its size is :func:`grid_size`.
+The comparison grid it writes per model is drawn by :mod:`liftcam.cli.grid`: one row per image;
+the first column is the input, captioned with its predicted class (and the true class where
+known), the others are the CAM overlays.
 """
 from __future__ import annotations
 
@@ -14,106 +14,14 @@ import json
 import time
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from liftcam.cli.grid import TILE, make_grid
+from liftcam.engine import DEMO_DIR
 from liftcam.engine.errors import InputError
 
-from liftcam.engine import DEMO_DIR  # noqa: E402
 SAMPLES_JSON = "samples.json"
 SHAP_SAMPLES = 128         # permutations per image for the sampled channel-SHAP column
-
-TILE = 128                 # pixels per tile (square)
-GAP = 4                    # pixels between tiles and around the border
-HEADER = 20                # height of the header row with the column names
-BACKGROUND = (255, 255, 255)
-TEXT = (0, 0, 0)
-
-
-# ----------------------------------------------------------------------------- the grid
-
-def grid_size(rows: int, cols: int, tile: int = TILE) -> tuple:
-    """``(width, height)`` of a grid of ``rows`` x ``cols`` tiles (header row included)."""
-    return (cols * tile + (cols + 1) * GAP, HEADER + rows * tile + (rows + 1) * GAP)
-
-
-def tile_box(row: int, col: int, tile: int = TILE) -> tuple:
-    """``(left, top, right, bottom)`` of the tile at (row, col)."""
-    left = GAP + col * (tile + GAP)
-    top = HEADER + GAP + row * (tile + GAP)
-    return left, top, left + tile, top + tile
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)    # scalable font (Pillow >= 10.1 + FreeType)
-    except TypeError:
-        return ImageFont.load_default()
-
-
-def _text_width(draw, text, font) -> int:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
-    return right - left
-
-
-def _fit(draw, text: str, font, width: int) -> str:
-    """``text`` shortened with an ellipsis to fit ``width`` pixels."""
-    if _text_width(draw, text, font) <= width:
-        return text
-    while text and _text_width(draw, text + "…", font) > width:
-        text = text[:-1]
-    return text + "…"
-
-
-def _caption(tile_img: Image.Image, lines) -> Image.Image:
-    """Draw ``lines`` on a dark strip at the bottom of a tile."""
-    lines = [s for s in lines if s]
-    if not lines:
-        return tile_img
-    img = tile_img.convert("RGBA")
-    font = _font(max(9, img.width // 12))
-    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    line_h = draw.textbbox((0, 0), "Ag", font=font)[3] + 2
-    top = img.height - line_h * len(lines) - 2
-    draw.rectangle((0, top, img.width, img.height), fill=(0, 0, 0, 150))
-    for i, s in enumerate(lines):
-        draw.text((3, top + 1 + i * line_h), _fit(draw, s, font, img.width - 6), font=font,
-                  fill=(255, 255, 255, 255))
-    return Image.alpha_composite(img, layer).convert("RGB")
-
-
-def make_grid(columns, rows, tile: int = TILE) -> Image.Image:
-    """Lay out tiles in a labelled grid.
-
-    ``columns``: the column names (header). ``rows``: one list per row of
-    ``(image, caption_lines)`` pairs (``caption_lines`` may be empty), one per column; a
-    ``None`` image leaves its tile blank. Images are resized to ``tile`` x ``tile``."""
-    columns = list(columns)
-    if not columns or not rows:
-        raise InputError("make_grid needs at least one column and one row")
-    for r, row in enumerate(rows):
-        if len(row) != len(columns):
-            raise InputError(f"row {r} has {len(row)} tiles for {len(columns)} columns")
-    W, H = grid_size(len(rows), len(columns), tile)
-    grid = Image.new("RGB", (W, H), BACKGROUND)
-    draw = ImageDraw.Draw(grid)
-    font = _font(12)
-    for c, name in enumerate(columns):
-        left, top, right, _ = tile_box(0, c, tile)
-        text = _fit(draw, str(name), font, tile)
-        tw = _text_width(draw, text, font)
-        draw.text((left + (tile - tw) // 2, 3), text, font=font, fill=TEXT)
-    for r, row in enumerate(rows):
-        for c, (img, lines) in enumerate(row):
-            if img is None:
-                continue
-            img = img.convert("RGB")
-            if img.size != (tile, tile):
-                img = img.resize((tile, tile), Image.NEAREST if img.width <= tile else
-                                 Image.BILINEAR)
-            grid.paste(_caption(img, lines or []), tile_box(r, c, tile)[:2])
-    return grid
-
 
 # ----------------------------------------------------------------------------- demo assets
 
@@ -239,7 +147,7 @@ def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int 
         label_note = f"shap ({shap_samples} perm.)"
         columns = ["input"] + [label_note if m == "shap" else m for m in used]
         grid_path = out / f"{name}_grid.png"
-        save_png_atomic(make_grid(columns, grid_rows, tile), grid_path)
+        save_png_atomic(make_grid(columns, grid_rows, tile, title=name), grid_path)
         n_known = sum(t is not None for t in truth.values())
         seconds = {m: round(s, 3) for m, s in run.method_seconds.items()}
         summary["models"][name] = {
