@@ -18,7 +18,7 @@ and its DeepLIFT multipliers from ``u`` (reference ``u⁰ = 0``: with ``A⁰ = 0
 The weights (K, s, J) copy is made by ONNX Runtime when the session is created (the bundle still
 stores them once). At batch 1 the batched MatMul costs about the plain Gemm and the second read
 of the weights disappears; at larger batches the plain Gemm plus its backward is faster
-(§5), so the engine should pick this graph only for small batches.
+(DESIGN.md §5), so the engine should pick this graph only for small batches.
 """
 from __future__ import annotations
 

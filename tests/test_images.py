@@ -9,8 +9,9 @@ from PIL import Image
 from liftcam.engine import images as li
 from liftcam.engine.errors import InputError
 from liftcam.engine.images import (
-    colormap_jet, load_image, overlay, preprocess, resize_map, save_npy_atomic, save_png_atomic,
-    write_bytes_atomic,
+    colormap_jet, load_image, overlay, preprocess, resize_map)
+from liftcam.engine.atomic import (
+    save_npy_atomic, save_png_atomic, write_bytes_atomic,
 )
 
 

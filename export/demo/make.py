@@ -39,7 +39,7 @@ def make_demo(out=DEFAULT_OUT, weights_dir=None, untrained=False, seed=SAMPLE_SE
               per_class: int = 1, log=print) -> dict:
     import liftcam
     from liftcam.export.demo import shapes
-    from liftcam.engine.images import save_png_atomic, write_bytes_atomic
+    from liftcam.engine.atomic import save_png_atomic, write_bytes_atomic
     from liftcam.export.demo import models as demo_models
 
     out = Path(out)
