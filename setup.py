@@ -46,7 +46,7 @@ setup(
         "gpu": ["onnxruntime-gpu>=1.16", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
         "pycuda": ["pycuda"],
         "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7", "opencv-python-headless>=4.8",
-                 "grad-cam>=1.5"],
+                 "grad-cam>=1.5", "ruff>=0.6"],
         "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["liftcam=liftcam.cli:main"]},

@@ -13,11 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from liftcam.contract import FORMAT_VERSION, GRAPH_FILES, MANIFEST, REQUIRED_GRAPHS, WEIGHTS  # noqa: F401  (re-exported for callers)
 from liftcam.engine.errors import BundleError
 from liftcam.engine.onnx_scan import external_data_locations
-
-from liftcam.contract import (  # noqa: F401  (re-exported for callers)
-    FORMAT_VERSION, GRAPH_FILES, MANIFEST, REQUIRED_GRAPHS, WEIGHTS)
 
 # manifest key -> the type(s) its value must have
 REQUIRED_KEYS = {

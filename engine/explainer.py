@@ -10,17 +10,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from liftcam.contract import (ACTIVATION, ALPHA, ALPHA_DEEPLIFT, FEATURES, HEAD, LOGITS,
-                              MULTIPLIERS, RULES, TARGET, multipliers_role)
+from liftcam.contract import (
+    ACTIVATION,
+    ALPHA,
+    ALPHA_DEEPLIFT,
+    FEATURES,
+    HEAD,
+    LOGITS,
+    MULTIPLIERS,
+    RULES,
+    TARGET,
+    multipliers_role,
+)
 from liftcam.engine import methods as _methods
 from liftcam.engine import tail
 from liftcam.engine.bundle import Bundle, load_bundle
 from liftcam.engine.errors import InputError
 from liftcam.engine.progress import Progress, is_tty
-from liftcam.engine.tail import softmax
 from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
-
-
+from liftcam.engine.tail import softmax
 
 ALPHA_ROLE = ALPHA_DEEPLIFT   # old name; export/partial_sums imports it
 

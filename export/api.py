@@ -222,8 +222,14 @@ def export_onnx(path, activation=None, out_dir=None, input_shape=None, labels=No
     The model's batch axis is made dynamic; a model whose graph hard-codes its batch size is
     refused at verification.
     """
-    from liftcam.export.split import (_graph_input, activation_shapes, candidates, default_cut,
-                                      make_batch_dynamic, run_onnx)
+    from liftcam.export.split import (
+        _graph_input,
+        activation_shapes,
+        candidates,
+        default_cut,
+        make_batch_dynamic,
+        run_onnx,
+    )
 
     model = _load_onnx(path)
     input_shape = _onnx_input_shape(model, input_shape)

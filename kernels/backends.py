@@ -25,8 +25,13 @@ import numpy as np
 
 from liftcam.engine.errors import InputError
 from liftcam.kernels.compiler import (
-    KERNEL_NAMES, KernelLaunchError, KernelUnavailableError, compile_for_device, kernel_source,
-    load_nvrtc)
+    KERNEL_NAMES,
+    KernelLaunchError,
+    KernelUnavailableError,
+    compile_for_device,
+    kernel_source,
+    load_nvrtc,
+)
 
 __all__ = ["BACKENDS", "resolve_backend", "gpu_available"]
 
@@ -37,12 +42,11 @@ class _CudaPythonBackend:
     def __init__(self, device: int):
         try:
             try:
-                from cuda.core import Device, LaunchConfig, ObjectCode, launch  # type: ignore
                 import cuda.core as cc  # type: ignore
+                from cuda.core import Device, LaunchConfig, ObjectCode, launch  # type: ignore
             except ImportError:
-                from cuda.core.experimental import (  # type: ignore
-                    Device, LaunchConfig, ObjectCode, launch)
                 import cuda.core.experimental as cc  # type: ignore
+                from cuda.core.experimental import Device, LaunchConfig, ObjectCode, launch  # type: ignore
             from cuda.bindings import driver  # type: ignore
         except Exception as exc:
             raise KernelUnavailableError(

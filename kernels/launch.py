@@ -26,8 +26,16 @@ import numpy as np
 from liftcam.engine.errors import InputError
 from liftcam.kernels.backends import BACKENDS, resolve_backend
 from liftcam.kernels.plan import (
-    TailDims, chunk_channels, mm_bytes, num_chunks, plan_tail, validate_ortvalues,
-    validate_tail_arrays, validate_tail_dims, workspace_bytes)
+    TailDims,
+    chunk_channels,
+    mm_bytes,
+    num_chunks,
+    plan_tail,
+    validate_ortvalues,
+    validate_tail_arrays,
+    validate_tail_dims,
+    workspace_bytes,
+)
 
 __all__ = ["DeviceArray", "TailLauncher", "get_launcher", "tail_numpy", "tail_ortvalues"]
 

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import liftcam
 import pytest
 from PIL import Image
 
+import liftcam
 from liftcam.cli import demo as demo_mod
 from liftcam.cli import grid as grid_mod
 from liftcam.engine.images import place_map as map_to_original

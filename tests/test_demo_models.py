@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from liftcam.export.demo import shapes  # noqa: E402
 from liftcam.export.demo import models as dm  # noqa: E402
+from liftcam.export.demo import shapes  # noqa: E402
 from liftcam.export.demo.models import build_demo_model  # noqa: E402
 
 NAMES = ["vgg_demo", "resnet_demo"]
@@ -88,6 +88,7 @@ def test_to_input_normalisation():
 
 def test_to_input_matches_engine_preprocess():
     from PIL import Image
+
     from liftcam.engine.images import preprocess
     images, _, _ = shapes.make_dataset(4, seed=1)
     ref = preprocess([Image.fromarray(a) for a in images], dm.PREPROCESSING)

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from kernel_vectors import TAIL_CASES, make_constant_case, make_tail_inputs
+
 from liftcam.engine import tail
 from liftcam.engine.errors import InputError
 from liftcam.kernels import compiler, plan

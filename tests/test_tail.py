@@ -4,8 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
-
 from kernel_vectors import SMALL_TAIL_CASES, TAIL_CASES, make_constant_case, make_tail_inputs
+
 from liftcam.engine import tail
 from liftcam.engine.errors import InputError
 

@@ -38,9 +38,9 @@ def sample_images(seed: int = SAMPLE_SEED, per_class: int = 1):
 def make_demo(out=DEFAULT_OUT, weights_dir=None, untrained=False, seed=SAMPLE_SEED,
               per_class: int = 1, log=print) -> dict:
     import liftcam
-    from liftcam.export.demo import shapes
     from liftcam.engine.atomic import save_png_atomic, write_bytes_atomic
     from liftcam.export.demo import models as demo_models
+    from liftcam.export.demo import shapes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

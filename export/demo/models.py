@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from liftcam.export.demo import shapes
 

@@ -17,8 +17,15 @@ import sys
 
 from liftcam import __version__
 from liftcam.cli import demo, explain, export, info, layers
-from liftcam.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Parser,
-                                one_line, say)
+from liftcam.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    Parser,
+    one_line,
+    say,
+)
 from liftcam.engine.errors import LiftcamError
 
 COMMANDS = (demo, explain, info, export, layers)

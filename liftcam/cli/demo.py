@@ -90,9 +90,9 @@ def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int 
     linear heads), else a list of names. Writes ``<out>/<model>_grid.png`` (rows images,
     columns input + methods), the overlays, maps and results of ``<out>/<model>/``, and
     ``<out>/summary.json``. Returns the summary (paths, predictions, seconds per method)."""
+    from liftcam.engine.atomic import save_png_atomic, write_bytes_atomic
     from liftcam.engine.bundle import load_bundle
     from liftcam.engine.explainer import Explainer
-    from liftcam.engine.atomic import save_png_atomic, write_bytes_atomic
     from liftcam.engine.images import overlay
     from liftcam.engine.methods import registry
     from liftcam.engine.pipeline import explain_files

@@ -6,8 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-from liftcam.cli.common import (EXIT_OK, CliError, fmt_bytes, hw_arg, one_line, positive_arg,
-                                say, shape_arg, triple_arg)
+from liftcam.cli.common import (
+    EXIT_OK,
+    CliError,
+    fmt_bytes,
+    hw_arg,
+    one_line,
+    positive_arg,
+    say,
+    shape_arg,
+    triple_arg,
+)
 from liftcam.engine.bundle import load_bundle
 from liftcam.engine.errors import LayerError
 

@@ -48,12 +48,24 @@ from liftcam.engine.tail import softmax
 from liftcam.metrics.agreement import AgreementResult, coefficient_agreement, rankdata
 from liftcam.metrics.causal import (
     DEFAULT_STEPS,  # noqa: F401  (not in __all__, kept importable)
-    CurveResult, deletion_auc, insertion_auc, trapezoid_auc)
+    CurveResult,
+    deletion_auc,
+    insertion_auc,
+    trapezoid_auc,
+)
 from liftcam.metrics.confidence import (
-    ConfidenceResult, average_drop, average_drop_in_deletion, confidence_metrics,
-    increase_in_confidence)
+    ConfidenceResult,
+    average_drop,
+    average_drop_in_deletion,
+    confidence_metrics,
+    increase_in_confidence,
+)
 from liftcam.metrics.localisation import (
-    EnergyResult, PointingResult, energy_pointing_game, pointing_game)
+    EnergyResult,
+    PointingResult,
+    energy_pointing_game,
+    pointing_game,
+)
 from liftcam.metrics.perturb import Baseline, Predict, gaussian_blur  # noqa: F401
 
 __all__ = [

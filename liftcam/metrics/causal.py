@@ -11,8 +11,7 @@ import numpy as np
 
 from liftcam.engine.errors import InputError
 from liftcam.metrics._checks import _check_images, _check_int, _check_maps, _check_targets
-from liftcam.metrics.perturb import (
-    Baseline, Predict, _evaluate, _resolve_baseline, _take_baseline)
+from liftcam.metrics.perturb import Baseline, Predict, _evaluate, _resolve_baseline, _take_baseline
 
 DEFAULT_STEPS = 32
 

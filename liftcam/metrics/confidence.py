@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from liftcam.metrics._checks import _check_images, _check_int, _check_maps, _check_targets
-from liftcam.metrics.perturb import (
-    Baseline, Predict, _evaluate, _resolve_baseline, _take_baseline)
+from liftcam.metrics.perturb import Baseline, Predict, _evaluate, _resolve_baseline, _take_baseline
 
 
 @dataclass(frozen=True)
