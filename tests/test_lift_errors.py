@@ -7,7 +7,8 @@ import torch.nn as nn
 from onnx import TensorProto, helper
 
 from liftcam.engine.errors import ExportError, UnsupportedOpError
-from liftcam.export.lift import DEVICE_OPS, build_multipliers_model, reference_values, supported_ops
+from liftcam.export.lift import (DEVICE_OPS, LIMITS, REFUSED, RULES, build_multipliers_model,
+                                 reference_values, supported_ops)
 from lift_heads import (ACTIVATIONS, BNHead, Runner, ShapeOpsHead, assert_close, check_device_ops, conv_act_head,
                         draw_activation, export_head, multipliers_model, pool_head, torch_grad)
 
@@ -36,6 +37,26 @@ def test_unsupported_op_names_op_node_and_supported_list(op, attrs):
     assert op in msg and (f"my_{op.lower()}" in msg)
     for known in ("Conv", "Relu", "MaxPool", "Gemm"):
         assert known in msg
+
+
+def test_refused_op_gives_its_reason():
+    nodes = [helper.make_node("GlobalMaxPool", ["A"], ["p"], name="my_gmp"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "W"], ["y"], name="fc", transB=1)]
+    inits = [onnx.numpy_helper.from_array(np.ones((3, 4), np.float32), "W")]
+    g = helper.make_graph(nodes, "h", [helper.make_tensor_value_info("A", TensorProto.FLOAT,
+                                                                      ["N", 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    head = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedOpError) as e:
+        build_multipliers_model(head, "gradient")
+    assert "my_gmp" in str(e.value) and REFUSED["GlobalMaxPool"] in str(e.value)
+
+
+def test_registry_is_one_consistent_table():
+    assert not set(REFUSED) & set(RULES)
+    assert set(LIMITS) <= set(RULES)
+    assert all(callable(fn) for fn in RULES.values())
 
 
 def test_supported_ops_lists_the_registry():

@@ -1,4 +1,4 @@
-"""The rule registry and the context every rule gets.
+"""The context every multiplier rule gets (the rules themselves are listed in ``registry.py``).
 
 A rule is ``fn(ctx: RuleContext, m_outs: list[str | None]) -> list[str | None]``: given the
 names of the multipliers of the node's outputs (``None`` for an output nobody downstream
@@ -17,19 +17,9 @@ from onnx import helper
 from liftcam.engine.errors import ExportError
 from liftcam.export.graph import GraphBuilder
 
-RULE_NAMES = ("deeplift", "gradient")
 EPS = 1e-10  # Captum's DeepLift eps: below it, the Rescale rule falls back to the gradient
 
 Rule = Callable[["RuleContext", list], list]
-RULES: dict[str, Rule] = {}
-
-
-def register(*op_types: str):
-    def deco(fn: Rule) -> Rule:
-        for t in op_types:
-            RULES[t] = fn
-        return fn
-    return deco
 
 
 @dataclass
@@ -104,7 +94,8 @@ class RuleContext:
         return self.unbroadcast_shape(m, self.shapes2[out], self.shapes2[inp])
 
     def unbroadcast_shape(self, m: str, m_shape, target_shape) -> str:
-        """Sum ``m`` (static batch-2 shape ``m_shape``) down to ``target_shape`` (numpy broadcasting)."""
+        """Sum ``m`` (static batch-2 shape ``m_shape``) down to ``target_shape`` (numpy
+        broadcasting)."""
         s_in, s_out = tuple(target_shape), tuple(m_shape)
         if s_in == s_out:
             return m
@@ -117,8 +108,7 @@ class RuleContext:
         return m
 
     def zeros_like(self, name: str) -> str:
-        return self.b.op("ConstantOfShape", self.b.op("Shape", name),
-                         value=helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0]))
+        return self.b.zeros_like(name)
 
     def reshape_like(self, m: str, name: str) -> str:
         return self.b.op("Reshape", m, self.b.op("Shape", name))
