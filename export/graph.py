@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from liftcam.engine.errors import ExportError
+
 
 #: the opset from which each reduction takes ``axes`` as an input instead of an attribute
 REDUCE_AXES_INPUT_FROM = {
@@ -30,6 +32,14 @@ REDUCE_AXES_INPUT_FROM = {
     **{op: 18 for op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                          "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")},
 }
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default (``ai.onnx``) domain that ``model`` imports."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    raise ExportError("the model has no default-domain opset import")
 
 
 def reduce_axes_as_input(op_type: str, opset: int) -> bool:

@@ -15,18 +15,11 @@ from onnx import helper
 
 from liftcam.contract import ACTIVATION, LOGITS, MULTIPLIERS, TARGET
 from liftcam.engine.errors import ExportError, UnsupportedOpError
-from liftcam.export.graph import GraphBuilder
+from liftcam.export.graph import GraphBuilder, default_opset
 from liftcam.export.lift.context import RuleContext
 from liftcam.export.lift.registry import REFUSED, RULES, check_rule
 
 MIN_OPSET, CONVERT_OPSET = 13, 17
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return int(o.version)
-    raise ExportError("the head has no default-domain opset import")
 
 
 def _prepare(head: onnx.ModelProto) -> onnx.ModelProto:
@@ -42,11 +35,11 @@ def _prepare(head: onnx.ModelProto) -> onnx.ModelProto:
             f"got inputs {[i.name for i in real_inputs]} and outputs {[o.name for o in g.output]}")
     if real_inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise ExportError("the head's input must be float32")
-    if _default_opset(model) < MIN_OPSET:
+    if default_opset(model) < MIN_OPSET:
         try:
             model = onnx.version_converter.convert_version(model, CONVERT_OPSET)
         except Exception as e:  # pragma: no cover - depends on the converter
-            raise ExportError(f"cannot convert the head from opset {_default_opset(head)} to "
+            raise ExportError(f"cannot convert the head from opset {default_opset(head)} to "
                               f"{CONVERT_OPSET}: {e}") from e
         g = model.graph
     in_name, out_name = real_inputs[0].name, g.output[0].name
@@ -182,7 +175,7 @@ def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto
     check_rule(rule)
     model = _prepare(head)
     g = model.graph
-    opset = _default_opset(model)
+    opset = default_opset(model)
     shape1 = _input_shape(model, 1)
     ref = _Values(_run_all(model, {ACTIVATION: np.zeros(shape1, np.float32)}), model)
     zeros2 = np.zeros(_input_shape(model, 2), np.float32)
