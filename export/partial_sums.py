@@ -154,13 +154,7 @@ def build_alpha_model(head: onnx.ModelProto, features: onnx.ModelProto = None,
             p4d, TensorProto.FLOAT, None)], initializer=[t for t in g.initializer if any(
                 t.name in n.input for n in prefix)]),
         opset_imports=[helper.make_opsetid("", opset)], ir_version=head.ir_version)
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    (p0,) = ort.InferenceSession(pre.SerializeToString(), so,
-                                 providers=["CPUExecutionProvider"]).run(
-        None, {in_vi.name: np.zeros([1, *dims], np.float32)})
+    (p0,) = _session(pre).run(None, {in_vi.name: np.zeros([1, *dims], np.float32)})
     if p0.ndim != 4:
         raise NotApplicable(f"the tensor before flattening has shape {p0.shape}, not 4-D")
     K, s = p0.shape[1], p0.shape[2] * p0.shape[3]
