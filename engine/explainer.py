@@ -30,7 +30,6 @@ from liftcam.engine.progress import Progress, is_tty
 from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
 from liftcam.engine.tail import softmax
 
-ALPHA_ROLE = ALPHA_DEEPLIFT   # old name; export/partial_sums imports it
 
 
 @dataclass

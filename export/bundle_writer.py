@@ -13,43 +13,85 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import onnx
 from onnx import numpy_helper
 
-from liftcam.engine.bundle import FORMAT_VERSION, GRAPH_FILES, MANIFEST, WEIGHTS, sha256_file
+from liftcam.contract import FORMAT_VERSION, GRAPH_FILES, MANIFEST, WEIGHTS
+from liftcam.engine.bundle import sha256_file
 from liftcam.engine.errors import ExportError
 
 EXTERNAL_MIN_BYTES = 1024   # smaller initializers stay inside their graph
 ALIGN = 64
 
 
-def _externalize(models: dict, weights_path: Path) -> None:
-    """Move large initializers of all ``models`` into one deduplicated file (in place)."""
-    offsets = {}
-    with open(weights_path, "wb") as f:
-        for model in models.values():
+def _payload(t: onnx.TensorProto) -> bytes:
+    return t.raw_data if t.raw_data else numpy_helper.to_array(t).tobytes()
+
+
+def stored_payloads(models, weights_path) -> dict:
+    """sha256 -> (offset, length) of every payload that ``models`` already keep in
+    ``weights_path`` (the ``stored`` argument of :func:`externalize`)."""
+    found = {}
+    with open(weights_path, "rb") as f:
+        for model in models:
+            for t in model.graph.initializer:
+                if t.data_location != onnx.TensorProto.EXTERNAL:
+                    continue
+                e = {kv.key: kv.value for kv in t.external_data}
+                f.seek(int(e["offset"]))
+                raw = f.read(int(e["length"]))
+                found.setdefault(hashlib.sha256(raw).hexdigest(),
+                                 (int(e["offset"]), int(e["length"])))
+    return found
+
+
+def externalize(models, weights_path: Path, stored: Optional[dict] = None) -> None:
+    """Point every initializer of ``models`` of at least EXTERNAL_MIN_BYTES into one
+    deduplicated weights file, in place.
+
+    Without ``stored``: write ``weights_path`` anew, each distinct payload once, 64-byte
+    aligned. With ``stored`` (see :func:`stored_payloads`): the file is left as it is; only the
+    payloads it already holds are pointed at, the others stay inside their graph.
+    """
+    offsets = {} if stored is None else dict(stored)
+    f = open(weights_path, "wb") if stored is None else None
+    try:
+        for model in models:
             for t in model.graph.initializer:
                 if t.data_location == onnx.TensorProto.EXTERNAL:
                     raise ExportError(f"initializer {t.name} already uses external data")
-                raw = numpy_helper.to_array(t).tobytes() if not t.raw_data else t.raw_data
+                raw = _payload(t)
                 if len(raw) < EXTERNAL_MIN_BYTES:
                     continue
                 key = hashlib.sha256(raw).hexdigest()
                 if key not in offsets:
-                    pad = (-f.tell()) % ALIGN
-                    f.write(b"\0" * pad)
-                    offsets[key] = f.tell()
+                    if f is None:
+                        continue
+                    f.write(b"\0" * ((-f.tell()) % ALIGN))
+                    offsets[key] = (f.tell(), len(raw))
                     f.write(raw)
-                dims, dtype, name = list(t.dims), t.data_type, t.name
-                t.Clear()
-                t.name, t.data_type = name, dtype
-                t.dims.extend(dims)
-                t.data_location = onnx.TensorProto.EXTERNAL
-                for k, v in (("location", WEIGHTS), ("offset", str(offsets[key])),
-                             ("length", str(len(raw)))):
-                    e = t.external_data.add()
-                    e.key, e.value = k, v
+                _point_external(t, *offsets[key])
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _point_external(t: onnx.TensorProto, offset: int, length: int) -> None:
+    dims, dtype, name = list(t.dims), t.data_type, t.name
+    t.Clear()
+    t.name, t.data_type = name, dtype
+    t.dims.extend(dims)
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", WEIGHTS), ("offset", str(offset)), ("length", str(length))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+
+
+def file_entry(path: Path) -> dict:
+    """A manifest ``files`` entry: the file's sha256 and size."""
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False) -> Path:
@@ -73,13 +115,13 @@ def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _externalize(models, tmp / WEIGHTS)
+        externalize(models.values(), tmp / WEIGHTS)
         files = {}
         for role, model in models.items():
             name = GRAPH_FILES[role]
             (tmp / name).write_bytes(model.SerializeToString())
         for p in sorted(tmp.iterdir()):
-            files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            files[p.name] = file_entry(p)
         full = dict(manifest)
         full["format_version"] = FORMAT_VERSION
         full["graphs"] = {role: GRAPH_FILES[role] for role in models}

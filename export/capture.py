@@ -2,19 +2,29 @@
 
 The module is exported once (TorchScript-based exporter, a dynamic batch axis) with the
 outputs of the requested sub-modules as extra graph outputs. A forward hook records a *clone* of
-each output (one graph output per module), so a following in-place op (``ReLU(inplace=True)``, DenseNet's
-``F.relu(..., inplace=True)``) cannot change what the name stands for. The extra outputs only
-mark tensors: they are traced back through Identity nodes to the tensor the rest of the network
-consumes, and removed again.
+each output (one graph output per module), so a following in-place op (``ReLU(inplace=True)``,
+DenseNet's ``F.relu(..., inplace=True)``) cannot change what the name stands for. The extra
+outputs only mark tensors: they are traced back through Identity nodes to the tensor the rest of
+the network consumes, and removed again.
+
+When torch's exporter fails, its message (often the whole TorchScript graph) goes to a log file;
+the raised :class:`ExportError` is one line that names the file.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import io
+import os
+import sys
+import tempfile
+import time
+import traceback
 import warnings
 
 import onnx
 
+from liftcam.contract import IMAGE, LOGITS
 from liftcam.engine.errors import ExportError, LayerError
 
 OPSET = 17
@@ -112,19 +122,103 @@ def torch_to_onnx(model, input_shape, layers=None):
                     h.remove()
             return (y, *[store[n] for n in reps])
 
-    out_names = ["logits"] + [f"liftcam_mark_{i}" for i in range(len(reps))]
+    out_names = [LOGITS] + [f"liftcam_mark_{i}" for i in range(len(reps))]
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                _Marked(model).eval(), (example,), buf, dynamo=False, opset_version=OPSET,
-                input_names=["image"], output_names=out_names, do_constant_folding=True,
-                dynamic_axes={n: {0: "N"} for n in ["image", *out_names]})
-        except Exception as exc:
-            raise ExportError(f"torch.onnx.export failed on the model: {exc}") from exc
+    _export_quietly(lambda: torch.onnx.export(
+        _Marked(model).eval(), (example,), buf, dynamo=False, opset_version=OPSET,
+        input_names=[IMAGE], output_names=out_names, do_constant_folding=True,
+        dynamic_axes={n: {0: "N"} for n in [IMAGE, *out_names]}), type(model).__name__)
     m, names_by_tensor = _unmark(onnx.load_from_string(buf.getvalue()), reps, out_names)
     return m, names_by_tensor, logits.detach().numpy(), example.numpy()
+
+
+def _export_quietly(run, what: str) -> None:
+    """Call ``run()`` (torch.onnx.export) with its output captured (:func:`_captured_output`).
+
+    On success the captured text is passed on to stdout/stderr. On failure the full exception
+    and the captured text go to a log file (:func:`_write_log`) and the ExportError raised is
+    one line: what failed, the exception type, the first line of its message and the log's
+    path (also in the error's ``log_path``).
+    """
+    try:
+        with _captured_output() as captured, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run()
+    except Exception as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        if len(first) > 200:
+            first = first[:197] + "..."
+        title = f"torch.onnx.export failed on the model {what}"
+        path = _write_log(title, exc, captured)
+        error = ExportError(f"{title} ({type(exc).__name__}: {first}); full log: {path}")
+        error.log_path = path
+        raise error from None
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        stream.write(captured[name] + captured[f"native {name}"])
+
+
+def _flush_all() -> None:
+    """Flush Python's and C's stdio buffers (native code writes through the latter)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """Capture stdout and stderr while the block runs: Python's (``contextlib`` redirects) and
+    native code's (file descriptors 1 and 2, where torch's C++ exporter prints the TorchScript
+    graph of a failed export). Yields a dict, filled in when the block ends:
+    ``stdout``, ``stderr``, ``native stdout``, ``native stderr``."""
+    captured = {"stdout": "", "stderr": "", "native stdout": "", "native stderr": ""}
+    py = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+    native = {}
+    _flush_all()
+    for fd, name in ((1, "native stdout"), (2, "native stderr")):
+        try:
+            saved = os.dup(fd)
+        except OSError:          # no such descriptor (e.g. a GUI process): nothing to capture
+            continue
+        tmp = tempfile.TemporaryFile()
+        os.dup2(tmp.fileno(), fd)
+        native[name] = (fd, saved, tmp)
+    try:
+        with contextlib.redirect_stdout(py["stdout"]), contextlib.redirect_stderr(py["stderr"]):
+            yield captured
+    finally:
+        _flush_all()
+        for name, (fd, saved, tmp) in native.items():
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            captured[name] = tmp.read().decode("utf-8", "replace")
+            tmp.close()
+        captured["stdout"], captured["stderr"] = py["stdout"].getvalue(), py["stderr"].getvalue()
+
+
+def _write_log(title: str, exc: BaseException, captured: dict) -> str:
+    """Write the full failure report to ``<tmp>/liftcam-export-<timestamp>-<pid>.log``,
+    atomically (a temporary file renamed into place); returns its path."""
+    parts = [title, "", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))]
+    for name, text in captured.items():
+        parts += [f"---- exporter {name} ----", text]
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+    folder = tempfile.gettempdir()
+    path = os.path.join(folder, f"liftcam-export-{stamp}-{os.getpid()}.log")
+    fd, tmp = tempfile.mkstemp(prefix=".liftcam-export-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(parts))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def _unmark(m: onnx.ModelProto, reps, out_names):
@@ -147,7 +241,7 @@ def _unmark(m: onnx.ModelProto, reps, out_names):
         names_by_tensor.setdefault(t, []).append(name)
     for names in names_by_tensor.values():
         names.sort(key=lambda n: (n.count("."), len(n)))
-    keep = outputs["logits"]
+    keep = outputs[LOGITS]
     del m.graph.output[:]
     m.graph.output.append(keep)
     return m, names_by_tensor

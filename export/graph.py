@@ -1,4 +1,6 @@
-"""A small ONNX graph builder shared by the export code (plain ``onnx.helper``).
+"""The one ONNX graph builder of the export code (plain ``onnx.helper``): the multiplier
+graphs (``lift/``), the explain graphs (``fuse.py``) and the α graph (``partial_sums.py``) all
+emit their nodes, constants and opset-dependent Reduce* signatures through it.
 
     b = GraphBuilder(opset=17)
     x = b.add_input("x", onnx.TensorProto.FLOAT, ["N", 3])
@@ -20,6 +22,32 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from liftcam.engine.errors import ExportError
+
+
+#: the opset from which each reduction takes ``axes`` as an input instead of an attribute
+REDUCE_AXES_INPUT_FROM = {
+    "ReduceSum": 13,
+    **{op: 18 for op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                         "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")},
+}
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default (``ai.onnx``) domain that ``model`` imports."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    raise ExportError("the model has no default-domain opset import")
+
+
+def reduce_axes_as_input(op_type: str, opset: int) -> bool:
+    """Whether ``op_type`` takes its axes as an input (True) or an attribute at ``opset``:
+    ReduceSum from opset 13, every other Reduce* from opset 18."""
+    if op_type not in REDUCE_AXES_INPUT_FROM:
+        raise ValueError(f"{op_type!r} is not a Reduce* op")
+    return int(opset) >= REDUCE_AXES_INPUT_FROM[op_type]
 
 
 class GraphBuilder:
@@ -70,12 +98,11 @@ class GraphBuilder:
         self.inputs.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
         return name
 
-    def add_output(self, value: str, elem_type: int, shape: Sequence, name: Optional[str] = None) -> str:
+    def add_output(self, value: str, elem_type: int, shape: Sequence,
+                   name: Optional[str] = None) -> str:
         """Declare ``value`` a graph output (renamed to ``name`` with an Identity if given)."""
         if name is not None and name != value:
-            self._names.add(name)
-            self.nodes.append(helper.make_node("Identity", [value], [name], name=self.unique(f"{name}_out")))
-            value = name
+            value = self.op("Identity", value, out_name=name, name_hint=f"{name}_out")
         self.outputs.append(helper.make_tensor_value_info(value, elem_type, list(shape)))
         return value
 
@@ -90,7 +117,8 @@ class GraphBuilder:
     def op_multi(self, op_type: str, inputs: Sequence[Optional[str]], n_outputs: int,
                  name_hint: Optional[str] = None, domain: str = "", **attrs) -> list[str]:
         hint = name_hint or op_type
-        outs = [self.unique(f"{hint}_out{i}" if n_outputs > 1 else f"{hint}_out") for i in range(n_outputs)]
+        outs = [self.unique(f"{hint}_out{i}" if n_outputs > 1 else f"{hint}_out")
+                for i in range(n_outputs)]
         attrs = {k: v for k, v in attrs.items() if v is not None}
         node = helper.make_node(op_type, [i if i is not None else "" for i in inputs], outs,
                                 name=self.unique(hint), domain=domain or None, **attrs)
@@ -98,9 +126,18 @@ class GraphBuilder:
         return outs
 
     def op(self, op_type: str, *inputs: Optional[str], name_hint: Optional[str] = None,
-           domain: str = "", **attrs) -> str:
-        """Emit one node with one output; returns the output name."""
-        return self.op_multi(op_type, inputs, 1, name_hint=name_hint, domain=domain, **attrs)[0]
+           domain: str = "", out_name: Optional[str] = None, **attrs) -> str:
+        """Emit one node with one output; returns the output name (``out_name`` exactly, when
+        given: a graph output or a name other nodes already refer to)."""
+        if out_name is None:
+            return self.op_multi(op_type, inputs, 1, name_hint=name_hint, domain=domain,
+                                 **attrs)[0]
+        self._names.add(out_name)
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(
+            op_type, [i if i is not None else "" for i in inputs], [out_name],
+            name=self.unique(name_hint or out_name), domain=domain or None, **attrs))
+        return out_name
 
     # ------------------------------------------------------- opset-aware helpers
     def ints(self, values, hint: str = "ints") -> str:
@@ -109,13 +146,20 @@ class GraphBuilder:
     def scalar(self, value: float, hint: str = "c", dtype=np.float32) -> str:
         return self.const(np.asarray(value, dtype=dtype), hint)
 
-    def reduce(self, op_type: str, x: str, axes: Sequence[int], keepdims: int = 1) -> str:
-        """ReduceSum/ReduceMean/ReduceMax with axes as input or attribute, as the opset wants."""
+    def reduce(self, op_type: str, x: str, axes: Sequence[int], keepdims: int = 1,
+               out_name: Optional[str] = None) -> str:
+        """A Reduce* node over ``axes``, which go in as an input or an attribute as this
+        opset's signature of ``op_type`` wants (see :func:`reduce_axes_as_input`)."""
         axes = [int(a) for a in axes]
-        as_input = self.opset >= 18 or (op_type == "ReduceSum" and self.opset >= 13)
-        if as_input:
-            return self.op(op_type, x, self.ints(axes, "axes"), keepdims=keepdims)
-        return self.op(op_type, x, axes=axes, keepdims=keepdims)
+        if reduce_axes_as_input(op_type, self.opset):
+            return self.op(op_type, x, self.ints(axes, "axes"), keepdims=keepdims,
+                           out_name=out_name)
+        return self.op(op_type, x, axes=axes, keepdims=keepdims, out_name=out_name)
+
+    def zeros_like(self, x: str) -> str:
+        """A float32 tensor of zeros shaped like ``x``."""
+        zero = helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0])
+        return self.op("ConstantOfShape", self.op("Shape", x), value=zero)
 
     def unsqueeze(self, x: str, axes: Sequence[int]) -> str:
         return self.op("Unsqueeze", x, self.ints(list(axes), "axes"))
@@ -137,10 +181,12 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------ model
     def make_graph(self) -> onnx.GraphProto:
-        return helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
+        return helper.make_graph(self.nodes, self.name, self.inputs, self.outputs,
+                                 self.initializers)
 
     def make_model(self, ir_version: Optional[int] = None, producer: str = "liftcam",
-                   opset_imports: Optional[Sequence[onnx.OperatorSetIdProto]] = None) -> onnx.ModelProto:
+                   opset_imports: Optional[Sequence[onnx.OperatorSetIdProto]] = None
+                   ) -> onnx.ModelProto:
         if opset_imports is None:
             opset_imports = [helper.make_opsetid("", self.opset)]
             opset_imports += [helper.make_opsetid(d, v) for d, v in self.extra_opsets.items()]

@@ -26,12 +26,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from liftcam.contract import ACTIVATION, ALPHA, LOGITS, MULTIPLIERS, TARGET
 from liftcam.engine.errors import ExportError
 from liftcam.export.fuse import prefixed
+from liftcam.export.graph import GraphBuilder, default_opset
 
 PER_CHANNEL = ("MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Identity",
                "Dropout")
-ACTIVATION, TARGET, LOGITS, ALPHA = "activation", "target", "logits", "alpha"
 
 
 class NotApplicable(ExportError):
@@ -140,7 +141,7 @@ def build_alpha_model(head: onnx.ModelProto, features: onnx.ModelProto = None,
 
     prefix, p4d, dense, W, trans_b, bias = _split_head(head, features)
     g = head.graph
-    opset = max(o.version for o in head.opset_import if o.domain in ("", "ai.onnx"))
+    opset = default_opset(head)
     # shapes: run the prefix once on zeros (batch 1) to learn P's (K, h', w')
     in_vi = [i for i in g.input if i.name not in {t.name for t in g.initializer}][0]
     dims = [d.dim_value for d in in_vi.type.tensor_type.shape.dim[1:]]
@@ -153,13 +154,7 @@ def build_alpha_model(head: onnx.ModelProto, features: onnx.ModelProto = None,
             p4d, TensorProto.FLOAT, None)], initializer=[t for t in g.initializer if any(
                 t.name in n.input for n in prefix)]),
         opset_imports=[helper.make_opsetid("", opset)], ir_version=head.ir_version)
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    (p0,) = ort.InferenceSession(pre.SerializeToString(), so,
-                                 providers=["CPUExecutionProvider"]).run(
-        None, {in_vi.name: np.zeros([1, *dims], np.float32)})
+    (p0,) = _session(pre).run(None, {in_vi.name: np.zeros([1, *dims], np.float32)})
     if p0.ndim != 4:
         raise NotApplicable(f"the tensor before flattening has shape {p0.shape}, not 4-D")
     K, s = p0.shape[1], p0.shape[2] * p0.shape[3]
@@ -182,61 +177,42 @@ def build_alpha_model(head: onnx.ModelProto, features: onnx.ModelProto = None,
         opset_imports=list(head.opset_import), ir_version=head.ir_version)
     mult2 = build_multipliers_model(head2, "deeplift")   # (activation=u, target) -> logits, m_u
 
-    nodes, new_inits = [], []
+    b = GraphBuilder(default_opset(mult2), name="liftcam_alpha_partial_sums",
+                     prefix="partial_sums/")
+    b.reserve([u])
+    b.add_input(ACTIVATION, TensorProto.FLOAT, ["N", *dims])
+    b.add_input(TARGET, TensorProto.INT64, ["N"])
     # prefix (its names are the head's; input renamed to "activation")
-    ren = {in_vi.name: ACTIVATION}
     for node in prefix:
         n = onnx.NodeProto()
         n.CopyFrom(node)
-        n.input[:] = [ren.get(i, i) for i in n.input]
-        nodes.append(n)
-
-    def const(name, value):
-        new_inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
+        n.input[:] = [ACTIVATION if i == in_vi.name else i for i in n.input]
+        b.add_node(n)
     # Z = (K, N, s) @ (K, s, J) -> (K, N, J)
-    P3 = "partial_sums/P3"
-    nodes.append(helper.make_node("Reshape", [p4d, const("partial_sums/shape_nks",
-                                                           np.array([0, K, s], np.int64))], [P3]))
-    nodes.append(helper.make_node("Transpose", [P3], ["partial_sums/Pk"], perm=[1, 0, 2]))
-    Wname = dense.input[1]
+    pk = b.op("Transpose", b.op("Reshape", p4d, b.ints([0, K, s], "shape_nks")), perm=[1, 0, 2])
     if trans_b:   # W (J, K*s) -> (J, K, s) -> (K, s, J)
-        nodes.append(helper.make_node("Reshape", [Wname, const(
-            "partial_sums/shape_jks", np.array([J, K, s], np.int64))], ["partial_sums/W3"]))
-        nodes.append(helper.make_node("Transpose", ["partial_sums/W3"], ["partial_sums/Wk"],
-                                      perm=[1, 2, 0]))
+        w3 = b.op("Reshape", dense.input[1], b.ints([J, K, s], "shape_jks"))
+        wk = b.op("Transpose", w3, perm=[1, 2, 0])
     else:         # W (K*s, J) -> (K, s, J)
-        nodes.append(helper.make_node("Reshape", [Wname, const(
-            "partial_sums/shape_ksj", np.array([K, s, J], np.int64))], ["partial_sums/Wk"]))
-    nodes.append(helper.make_node("MatMul", ["partial_sums/Pk", "partial_sums/Wk"],
-                                  ["partial_sums/Z"]))
-    nodes.append(helper.make_node("ReduceSum", ["partial_sums/Z", const(
-        "partial_sums/axis0", np.array([0], np.int64))], [u], keepdims=0))
+        wk = b.op("Reshape", dense.input[1], b.ints([K, s, J], "shape_ksj"))
+    z = b.op("MatMul", pk, wk, name_hint="Z")
+    b.reduce("ReduceSum", z, [0], keepdims=0, out_name=u)
     # the rest of the head and its multipliers, names prefixed, input "activation" -> u
-    rest_nodes, rest_init = prefixed(mult2, "rest/", {TARGET, LOGITS},
-                                     rename={ACTIVATION: u, "multipliers": "partial_sums/m"})
-    nodes.extend(rest_nodes)
+    m = b.unique("m")
+    rest_nodes, rest_inits = prefixed(mult2, "rest/", {TARGET, LOGITS},
+                                      rename={ACTIVATION: u, MULTIPLIERS: m})
+    for node in rest_nodes:
+        b.add_node(node)
     # alpha (N, K) = Σ_j Z (K,N,J) * m (1,N,J)
-    nodes.append(helper.make_node("Unsqueeze", ["partial_sums/m", const(
-        "partial_sums/axes0", np.array([0], np.int64))], ["partial_sums/m1"]))
-    nodes.append(helper.make_node("Mul", ["partial_sums/Z", "partial_sums/m1"],
-                                  ["partial_sums/Zm"]))
-    nodes.append(helper.make_node("ReduceSum", ["partial_sums/Zm", const(
-        "partial_sums/axis2", np.array([2], np.int64))], ["partial_sums/alpha_kn"], keepdims=0))
-    nodes.append(helper.make_node("Transpose", ["partial_sums/alpha_kn"], [ALPHA], perm=[1, 0]))
+    zm = b.op("Mul", z, b.unsqueeze(m, [0]))
+    b.op("Transpose", b.reduce("ReduceSum", zm, [2], keepdims=0), perm=[1, 0], out_name=ALPHA)
 
-    used = {i for n in nodes for i in n.input}
-    head_inits = [t for t in g.initializer if t.name in used]
-    graph = helper.make_graph(
-        nodes, "liftcam_alpha_partial_sums",
-        [helper.make_tensor_value_info(ACTIVATION, TensorProto.FLOAT, ["N", *dims]),
-         helper.make_tensor_value_info(TARGET, TensorProto.INT64, ["N"])],
-        [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["N", None]),
-         helper.make_tensor_value_info(ALPHA, TensorProto.FLOAT, ["N", K])],
-        initializer=head_inits + rest_init + new_inits)
-    model = helper.make_model(graph, opset_imports=list(mult2.opset_import),
-                              ir_version=head.ir_version, producer_name="liftcam")
+    used = {i for n in b.nodes for i in n.input}
+    for t in [t for t in g.initializer if t.name in used] + rest_inits:
+        b.add_initializer(t)
+    b.add_output(LOGITS, TensorProto.FLOAT, ["N", None])
+    b.add_output(ALPHA, TensorProto.FLOAT, ["N", K])
+    model = b.make_model(ir_version=head.ir_version, opset_imports=list(mult2.opset_import))
     model.doc_string = "liftcam LIFT-CAM alpha by channel-partial sums of the first dense layer"
     if multipliers is not None:
         err = verify(model, multipliers, dims)
@@ -264,18 +240,15 @@ def verify(alpha_model, multipliers, dims, seed=0) -> float:
         A = np.maximum(rng.standard_normal((n, *dims)), 0).astype(np.float32)
         for t in (np.full(n, -1, np.int64), None):
             if t is None:
-                C = sm.run(["logits"], {ACTIVATION: A, TARGET: np.full(n, -1, np.int64)})[0]
+                C = sm.run([LOGITS], {ACTIVATION: A, TARGET: np.full(n, -1, np.int64)})[0]
                 t = rng.integers(0, C.shape[1], n).astype(np.int64)
             lg, al = sa.run([LOGITS, ALPHA], {ACTIVATION: A, TARGET: t})
-            lg2, M = sm.run([LOGITS, "multipliers"], {ACTIVATION: A, TARGET: t})
+            lg2, M = sm.run([LOGITS, MULTIPLIERS], {ACTIVATION: A, TARGET: t})
             ref = (A.astype(np.float64) * M).sum(axis=(2, 3))
             scale = max(np.abs(ref).max(), 1e-30)
             worst = max(worst, float(np.abs(al - ref).max() / scale),
                         float(np.abs(lg - lg2).max() / max(np.abs(lg2).max(), 1e-30)))
     return worst
-
-
-ROLE, FILE = "alpha_deeplift", "alpha_deeplift.onnx"
 
 
 def add_to_bundle(bundle_dir) -> bool:
@@ -285,51 +258,32 @@ def add_to_bundle(bundle_dir) -> bool:
     Returns False (bundle unchanged) when the head does not allow partial sums. Until the
     exporter builds this graph itself, this is the post-export step that enables it.
     """
-    import hashlib
     import json
     from pathlib import Path
 
-    from liftcam.engine.bundle import MANIFEST, WEIGHTS, load_bundle, sha256_file
-    from liftcam.engine.explainer import ALPHA_ROLE
+    from liftcam.contract import (ALPHA_DEEPLIFT, FEATURES, GRAPH_FILES, HEAD, MANIFEST,
+                                  WEIGHTS, multipliers_role)
+    from liftcam.engine.bundle import load_bundle
+    from liftcam.export.bundle_writer import externalize, file_entry, stored_payloads
 
     bundle = load_bundle(bundle_dir)
-    if ALPHA_ROLE in bundle.manifest["graphs"]:
+    if ALPHA_DEEPLIFT in bundle.manifest["graphs"]:
         return True            # the exporter already built it
     root = Path(bundle.path)
     load = lambda role: onnx.load(str(bundle.graph(role)))  # noqa: E731
-    head, features, mult = load("head"), load("features"), load("multipliers_deeplift")
+    head, features = load(HEAD), load(FEATURES)
+    mult = load(multipliers_role("deeplift"))
     try:
         model = build_alpha_model(head, features, bundle.activation_shape, multipliers=mult)
     except NotApplicable:
         return False
-    index = {}
-    with open(root / WEIGHTS, "rb") as f:
-        for role in bundle.manifest["graphs"]:
-            g = onnx.load(str(bundle.graph(role)), load_external_data=False).graph
-            for t in g.initializer:
-                if t.data_location != TensorProto.EXTERNAL:
-                    continue
-                e = {kv.key: kv.value for kv in t.external_data}
-                f.seek(int(e["offset"]))
-                raw = f.read(int(e["length"]))
-                index.setdefault(hashlib.sha256(raw).hexdigest(), (e["offset"], e["length"]))
-    for t in model.graph.initializer:
-        raw = t.raw_data or numpy_helper.to_array(t).tobytes()
-        hit = index.get(hashlib.sha256(raw).hexdigest()) if len(raw) >= 1024 else None
-        if hit is None:
-            continue
-        dims, dtype, name = list(t.dims), t.data_type, t.name
-        t.Clear()
-        t.name, t.data_type = name, dtype
-        t.dims.extend(dims)
-        t.data_location = TensorProto.EXTERNAL
-        for k, v in (("location", WEIGHTS), ("offset", hit[0]), ("length", hit[1])):
-            kv = t.external_data.add()
-            kv.key, kv.value = k, v
-    (root / FILE).write_bytes(model.SerializeToString())
+    graphs = [onnx.load(str(bundle.graph(role)), load_external_data=False)
+              for role in bundle.manifest["graphs"]]
+    externalize([model], root / WEIGHTS, stored=stored_payloads(graphs, root / WEIGHTS))
+    name = GRAPH_FILES[ALPHA_DEEPLIFT]
+    (root / name).write_bytes(model.SerializeToString())
     manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    manifest["graphs"][ROLE] = FILE
-    manifest["files"][FILE] = {"sha256": sha256_file(root / FILE),
-                               "bytes": (root / FILE).stat().st_size}
+    manifest["graphs"][ALPHA_DEEPLIFT] = name
+    manifest["files"][name] = file_entry(root / name)
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return True

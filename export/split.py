@@ -7,7 +7,8 @@ Everything here works on ``onnx.ModelProto`` (build time; needs the ``onnx`` pac
 - :func:`crossing_tensors` -- the tensors from before a cut that the head would still need
   (a skip connection crossing the cut); an empty list means the cut is clean.
 - :func:`candidates` -- the 4-D tensors a user may cut at, best first, and :func:`default_cut`.
-- :func:`split` -- the two graphs, with the cut tensor named ``activation`` and the output ``logits``.
+- :func:`split` -- the two graphs, with the cut tensor named ``activation`` and the output
+  ``logits`` (names from :mod:`liftcam.contract`).
 """
 from __future__ import annotations
 
@@ -17,10 +18,8 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
+from liftcam.contract import ACTIVATION, LOGITS  # noqa: F401  (importable from here too)
 from liftcam.engine.errors import ExportError
-
-ACTIVATION = "activation"
-LOGITS = "logits"
 
 # Ops whose output is a pooled (down-sampled or collapsed) version of their input: the default
 # target layer is the last activation *before* these, as in the LIFT-CAM and Grad-CAM papers.

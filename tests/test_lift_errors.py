@@ -7,9 +7,11 @@ import torch.nn as nn
 from onnx import TensorProto, helper
 
 from liftcam.engine.errors import ExportError, UnsupportedOpError
-from liftcam.export.lift import DEVICE_OPS, build_multipliers_model, reference_values, supported_ops
-from lift_heads import (ACTIVATIONS, BNHead, Runner, ShapeOpsHead, assert_close, check_device_ops, conv_act_head,
-                        draw_activation, export_head, multipliers_model, pool_head, torch_grad)
+from liftcam.export.lift import (DEVICE_OPS, LIMITS, REFUSED, RULES, build_multipliers_model,
+                                 reference_values, supported_ops)
+from lift_heads import (ACTIVATIONS, BNHead, Runner, ShapeOpsHead, assert_close, check_device_ops,
+                        conv_act_head, draw_activation, export_head, multipliers_model, pool_head,
+                        torch_grad)
 
 
 def _hand_head(op_type, **attrs):
@@ -20,9 +22,11 @@ def _hand_head(op_type, **attrs):
         inits.append(onnx.numpy_helper.from_array(np.array([36], np.int64), "k"))
         nodes.append(helper.make_node("TopK", ["f", "k"], ["mid", "idx"], name="my_topk", axis=1))
     else:
-        nodes.append(helper.make_node(op_type, ["f"], ["mid"], name=f"my_{op_type.lower()}", **attrs))
+        nodes.append(helper.make_node(op_type, ["f"], ["mid"], name=f"my_{op_type.lower()}",
+                                      **attrs))
     nodes.append(helper.make_node("Gemm", ["mid", "W"], ["y"], name="fc", transB=1))
-    g = helper.make_graph(nodes, "h", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["N", 4, 3, 3])],
+    g = helper.make_graph(nodes, "h",
+                          [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["N", 4, 3, 3])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -38,14 +42,35 @@ def test_unsupported_op_names_op_node_and_supported_list(op, attrs):
         assert known in msg
 
 
+def test_refused_op_gives_its_reason():
+    nodes = [helper.make_node("GlobalMaxPool", ["A"], ["p"], name="my_gmp"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "W"], ["y"], name="fc", transB=1)]
+    inits = [onnx.numpy_helper.from_array(np.ones((3, 4), np.float32), "W")]
+    g = helper.make_graph(nodes, "h", [helper.make_tensor_value_info("A", TensorProto.FLOAT,
+                                                                      ["N", 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    head = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedOpError) as e:
+        build_multipliers_model(head, "gradient")
+    assert "my_gmp" in str(e.value) and REFUSED["GlobalMaxPool"] in str(e.value)
+
+
+def test_registry_is_one_consistent_table():
+    assert not set(REFUSED) & set(RULES)
+    assert set(LIMITS) <= set(RULES)
+    assert all(callable(fn) for fn in RULES.values())
+
+
 def test_supported_ops_lists_the_registry():
     ops = supported_ops("deeplift")
     assert ops == sorted(ops) and ops == supported_ops("gradient")
-    for op in ["Conv", "Gemm", "MatMul", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
-               "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Softplus", "Clip", "HardSigmoid",
-               "HardSwish", "Erf", "Gelu", "PRelu", "Mul", "Div", "Add", "Sub", "Neg", "Pad", "Flatten",
-               "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Dropout",
-               "Identity", "Cast", "Expand", "ReduceMean", "ReduceSum"]:
+    for op in ["Conv", "Gemm", "MatMul", "BatchNormalization", "MaxPool", "AveragePool",
+               "GlobalAveragePool", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Softplus",
+               "Clip", "HardSigmoid", "HardSwish", "Erf", "Gelu", "PRelu", "Mul", "Div", "Add",
+               "Sub", "Neg", "Pad", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+               "Concat", "Split", "Slice", "Dropout", "Identity", "Cast", "Expand", "ReduceMean",
+               "ReduceSum"]:
         assert op in ops
     with pytest.raises(ExportError):
         supported_ops("lrp")
@@ -63,7 +88,8 @@ def test_refusals():
         build_multipliers_model(export_head(soft, A), "gradient")
 
     with pytest.raises(ExportError, match="division"):
-        build_multipliers_model(export_head(DivHead().eval(), A), "deeplift")  # x / (2 + sigmoid(x))
+        # x / (2 + sigmoid(x))
+        build_multipliers_model(export_head(DivHead().eval(), A), "deeplift")
     dil = pool_head(nn.MaxPool2d(2, dilation=2), hw=6)
     with pytest.raises(ExportError, match="dilation"):
         build_multipliers_model(export_head(dil, draw_activation((1, 6, 6, 6), seed=2)), "gradient")
@@ -96,7 +122,8 @@ def test_every_generated_node_is_a_device_op():
     assert "MaxUnpool" not in DEVICE_OPS
     heads = [(conv_act_head(ACTIVATIONS[a]()), (6, 5, 5)) for a in sorted(ACTIVATIONS)]
     heads += [(pool_head(p, hw=7), (6, 7, 7)) for p in
-              (nn.MaxPool2d(2), nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(3, 2, 1, count_include_pad=False))]
+              (nn.MaxPool2d(2), nn.MaxPool2d(3, 2, 1),
+               nn.AvgPool2d(3, 2, 1, count_include_pad=False))]
     heads += [(ShapeOpsHead(), (6, 6, 6)), (BNHead(), (6, 6, 6))]
     for head, shape in heads:
         onnx_head = export_head(head, draw_activation((1, *shape), seed=5))

@@ -1,137 +1,126 @@
-"""The rule registry and the context every rule gets.
+"""The one table of the multiplier transform: which rule each ONNX op type gets, which op types
+are refused (and why), and which ops the generated graphs may contain (``DEVICE_OPS``).
 
-A rule is ``fn(ctx: RuleContext, m_outs: list[str | None]) -> list[str | None]``: given the
-names of the multipliers of the node's outputs (``None`` for an output nobody downstream
-uses), it emits backward nodes with ``ctx.b`` and returns one multiplier name per node
-input (``None`` for inputs that carry none: weights, shapes, constants).
+How to add a DeepLIFT/gradient rule for an op type ``Foo``:
+
+1. write the rule in the ``rules_*.py`` file of its kind, one plain function
+   ``foo(ctx: RuleContext, m_outs) -> list`` (see ``context.py``; an element-wise non-linearity
+   is written as its derivative f'(x) and decorated with ``@rescaled`` in ``rules_activations``);
+2. add its line ``"Foo": <module>.foo,`` to :data:`RULES` below (and any new op the rule emits
+   to :data:`DEVICE_OPS`).
+
+Nothing registers itself: the rule modules are imported here, and only the ops listed in
+:data:`RULES` exist for the walker. A rule that supports an op only in some cases refuses the
+others with ``ctx.fail(...)``; those cases are summed up in :data:`LIMITS`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional
-
-import numpy as np
-import onnx
-from onnx import helper
-
+from liftcam.contract import RULES as RULE_NAMES
 from liftcam.engine.errors import ExportError
-from liftcam.export.graph import GraphBuilder
+from liftcam.export.lift import rules_activations as act
+from liftcam.export.lift import rules_linear as lin
+from liftcam.export.lift import rules_pooling as pool
+from liftcam.export.lift import rules_products as prod
+from liftcam.export.lift import rules_shape as shape
+from liftcam.export.lift.context import Rule
 
-RULE_NAMES = ("deeplift", "gradient")
-EPS = 1e-10  # Captum's DeepLift eps: below it, the Rescale rule falls back to the gradient
+#: op type -> its rule (the same for both rules: each function branches on ``ctx.deeplift``)
+RULES: dict[str, Rule] = {
+    # element-wise non-linearities: Rescale rule / m * f'(x)
+    "Relu": act.relu,
+    "LeakyRelu": act.leaky_relu,
+    "Elu": act.elu,
+    "Sigmoid": act.sigmoid,
+    "Tanh": act.tanh,
+    "Softplus": act.softplus,
+    "Clip": act.clip,
+    "HardSigmoid": act.hard_sigmoid,
+    "HardSwish": act.hard_swish,
+    "Erf": act.erf,
+    "Gelu": act.gelu,
+    "PRelu": act.prelu,
+    # linear ops: the multiplier moves back like the gradient
+    "Conv": lin.conv,
+    "Gemm": lin.gemm,
+    "BatchNormalization": lin.batchnorm,
+    "Add": lin.add_sub,
+    "Sub": lin.add_sub,
+    "Sum": lin.add_sub,
+    "Neg": lin.neg,
+    "Identity": lin.identity,
+    "Dropout": lin.identity,
+    "Cast": lin.cast,
+    "GlobalAveragePool": lin.global_avg_pool,
+    "ReduceMean": lin.reduce_linear,
+    "ReduceSum": lin.reduce_linear,
+    # 2-D pooling
+    "MaxPool": pool.maxpool,
+    "AveragePool": pool.avgpool,
+    # products
+    "Mul": prod.mul,
+    "Div": prod.div,
+    "MatMul": prod.matmul,
+    # shape and data movement
+    "Flatten": shape.reshape_back,
+    "Reshape": shape.reshape_back,
+    "Squeeze": shape.reshape_back,
+    "Unsqueeze": shape.reshape_back,
+    "Transpose": shape.transpose,
+    "Expand": shape.expand,
+    "Concat": shape.concat,
+    "Split": shape.split,
+    "Slice": shape.slice_,
+    "Pad": shape.pad,
+    "Gather": shape.gather,
+}
 
-Rule = Callable[["RuleContext", list], list]
-RULES: dict[str, Rule] = {}
+#: op types refused outright, with the reason the error gives
+REFUSED: dict[str, str] = {
+    "Softmax": "a Softmax inside the head: explanations are of logits; cut the model before "
+               "the softmax",
+    "LogSoftmax": "a LogSoftmax inside the head: explanations are of logits; cut the model "
+                  "before it",
+    "GlobalMaxPool": "global max pooling has no rule; pool with MaxPool2d(kernel_size=(h, w)) "
+                     "instead, which the MaxPool rule covers",
+}
+
+#: supported op types whose rule refuses some cases (``ctx.fail``), one line each
+LIMITS: dict[str, str] = {
+    "MaxPool": "only 2-D pooling of (N, C, H, W) (no 1-D/3-D), dilations 1, no indices output",
+    "AveragePool": "only 2-D pooling of (N, C, H, W) (no 1-D/3-D), dilations 1",
+    "Slice": "only step 1; not along the batch axis",
+    "Conv": "weights and bias must be constants",
+    "Gemm": "B must be a constant",
+    "BatchNormalization": "inference mode only, with constant parameters",
+    "Div": "deeplift: only division by a constant (gradient: any)",
+    "MatMul": "no 1-D operands",
+    "Concat": "not along the batch axis",
+    "Split": "not along the batch axis",
+    "Pad": "mode 'constant' only; not on the batch axis",
+    "Gather": "one constant scalar index, not on the batch axis",
+    "ReduceMean": "not over the batch axis",
+    "ReduceSum": "not over the batch axis",
+    "Clip": "constant bounds",
+    "PRelu": "a constant slope",
+}
+
+#: ops that ONNX Runtime's CUDA execution provider implements (and the TensorRT parser takes),
+#: covering every op the rules emit and the forward ops of the heads they support
+DEVICE_OPS = frozenset("""
+Abs Add And ArgMax AveragePool BatchNormalization Cast Clip Concat Constant ConstantOfShape Conv
+ConvTranspose Div Dropout Elu Equal Erf Exp Expand Flatten Gather Gemm Gelu GlobalAveragePool
+Greater GreaterOrEqual HardSigmoid HardSwish Identity LeakyRelu Less LessOrEqual MatMul Max
+MaxPool Min Mul Neg Not Or PRelu Pad Pow Range ReduceMax ReduceMean ReduceSum Relu Reshape Shape
+Sigmoid Slice Softplus Split Sqrt Squeeze Sub Sum Tanh Transpose Unsqueeze Where
+""".split())
 
 
-def register(*op_types: str):
-    def deco(fn: Rule) -> Rule:
-        for t in op_types:
-            RULES[t] = fn
-        return fn
-    return deco
+def check_rule(rule: str) -> None:
+    if rule not in RULE_NAMES:
+        raise ExportError(f"unknown multiplier rule {rule!r}; choose one of {list(RULE_NAMES)}")
 
 
-@dataclass
-class RuleContext:
-    """What a rule may look at: the node, forward values at the reference, static shapes."""
-
-    b: GraphBuilder
-    node: onnx.NodeProto
-    rule: str                       # "deeplift" | "gradient"
-    ref: dict                       # tensor name -> value at A = 0, batch 1 (x0 for deeplift)
-    shapes1: dict                   # tensor name -> shape at batch 1
-    shapes2: dict                   # tensor name -> shape at batch 2
-    active: set                     # tensors that carry multipliers (depend on the activation)
-    _x0_cache: dict = field(default_factory=dict)
-
-    # ---------------------------------------------------------------- node
-    @property
-    def inputs(self) -> list[str]:
-        return list(self.node.input)
-
-    @property
-    def outputs(self) -> list[str]:
-        return list(self.node.output)
-
-    @property
-    def deeplift(self) -> bool:
-        return self.rule == "deeplift"
-
-    def attr(self, name: str, default=None):
-        for a in self.node.attribute:
-            if a.name == name:
-                return helper.get_attribute_value(a)
-        return default
-
-    def where(self) -> str:
-        return f"{self.node.op_type} node {self.node.name!r}"
-
-    def fail(self, why: str):
-        raise ExportError(f"{self.where()}: {why}")
-
-    # --------------------------------------------------------------- values
-    def is_active(self, name: str) -> bool:
-        return bool(name) and name in self.active
-
-    def value(self, name: str) -> np.ndarray:
-        """Export-time value of a tensor that does not depend on the activation."""
-        if not name:
-            return None
-        if name in self.active:
-            self.fail(f"input {name!r} must be a constant (it depends on the activation)")
-        return self.ref[name]
-
-    def x0(self, name: str) -> str:
-        """Name of the reference value x0 of a tensor (a batch-1 constant for active tensors)."""
-        if name not in self.active:
-            return name
-        if name not in self._x0_cache:
-            self._x0_cache[name] = self.b.const(np.ascontiguousarray(self.ref[name]), f"{name}_ref")
-        return self._x0_cache[name]
-
-    def batch_axis(self, name: str) -> Optional[int]:
-        s1, s2 = self.shapes1[name], self.shapes2[name]
-        diff = [i for i, (a, c) in enumerate(zip(s1, s2)) if a != c]
-        return diff[0] if diff else None
-
-    def rank(self, name: str) -> int:
-        return len(self.shapes1[name])
-
-    # -------------------------------------------------------------- helpers
-    def unbroadcast(self, m: str, inp: str, out: str) -> str:
-        """Sum ``m`` (shaped like ``out``) over the axes ``inp`` was broadcast along."""
-        return self.unbroadcast_shape(m, self.shapes2[out], self.shapes2[inp])
-
-    def unbroadcast_shape(self, m: str, m_shape, target_shape) -> str:
-        """Sum ``m`` (static batch-2 shape ``m_shape``) down to ``target_shape`` (numpy broadcasting)."""
-        s_in, s_out = tuple(target_shape), tuple(m_shape)
-        if s_in == s_out:
-            return m
-        r = len(s_out) - len(s_in)
-        axes = list(range(r)) + [r + i for i, d in enumerate(s_in) if d == 1 and s_out[r + i] != 1]
-        if axes:
-            m = self.b.reduce("ReduceSum", m, axes, keepdims=1)
-        if r > 0:
-            m = self.b.squeeze(m, list(range(r)))
-        return m
-
-    def zeros_like(self, name: str) -> str:
-        return self.b.op("ConstantOfShape", self.b.op("Shape", name),
-                         value=helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0]))
-
-    def reshape_like(self, m: str, name: str) -> str:
-        return self.b.op("Reshape", m, self.b.op("Shape", name))
-
-    def rescale(self, m: str, x: str, y: str, deriv: str) -> str:
-        """deeplift: Rescale rule m*(y-y0)/(x-x0), gradient fallback where |x-x0|<eps.
-        gradient: m*f'(x). ``deriv`` is the name of f'(x)."""
-        b = self.b
-        if not self.deeplift:
-            return b.op("Mul", m, deriv)
-        dx = b.op("Sub", x, self.x0(x))
-        dy = b.op("Sub", y, self.x0(y))
-        small = b.op("Less", b.op("Abs", dx), b.scalar(EPS, "eps"))
-        safe = b.op("Where", small, b.scalar(1.0, "one"), dx)
-        mult = b.op("Where", small, deriv, b.op("Div", dy, safe))
-        return b.op("Mul", m, mult)
+def supported_ops(rule: str = "deeplift") -> list[str]:
+    """The op types with a rule, sorted (the same for both rules)."""
+    check_rule(rule)
+    return sorted(RULES)

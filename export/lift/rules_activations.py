@@ -1,13 +1,25 @@
 """Element-wise non-linearities: Rescale rule (deeplift) or m*f'(x) (gradient).
 
-Each entry builds f'(x) from the forward input ``x`` and output ``y``, with the derivative
-conventions of PyTorch's autograd at kinks (ReLU'(0) = 0, hardtanh' = 0 at the bounds, ...).
+Each function here is written as f'(x), built from the forward input ``x`` and output ``y`` with
+the derivative conventions of PyTorch's autograd at kinks (ReLU'(0) = 0, hardtanh' = 0 at the
+bounds, ...); ``@rescaled`` turns it into the op's rule (``registry.RULES`` lists it).
 """
 from __future__ import annotations
 
 import math
 
-from liftcam.export.lift.registry import RuleContext, register
+from liftcam.export.lift.context import RuleContext
+
+
+def rescaled(derivative):
+    """The rule of an element-wise op whose derivative f'(x) ``derivative(ctx, x, y)`` builds."""
+    def rule(ctx: RuleContext, m_outs):
+        x, y = ctx.inputs[0], ctx.outputs[0]
+        m = ctx.rescale(m_outs[0], x, y, derivative(ctx, x, y))
+        return [m] + [None] * (len(ctx.inputs) - 1)
+    rule.__name__ = rule.__qualname__ = derivative.__name__
+    rule.__doc__ = derivative.__doc__
+    return rule
 
 
 def _f(ctx, v):
@@ -18,34 +30,41 @@ def _mask(ctx, cond):
     return ctx.b.op("Cast", cond, to=1)
 
 
-def d_relu(ctx, x, y):
+@rescaled
+def relu(ctx, x, y):
     return _mask(ctx, ctx.b.op("Greater", x, _f(ctx, 0.0)))
 
 
-def d_leaky_relu(ctx, x, y):
+@rescaled
+def leaky_relu(ctx, x, y):
     alpha = float(ctx.attr("alpha", 0.01))
     return ctx.b.op("Where", ctx.b.op("Greater", x, _f(ctx, 0.0)), _f(ctx, 1.0), _f(ctx, alpha))
 
 
-def d_elu(ctx, x, y):
+@rescaled
+def elu(ctx, x, y):
     alpha = float(ctx.attr("alpha", 1.0))
     neg = ctx.b.op("Mul", ctx.b.op("Exp", x), _f(ctx, alpha))
     return ctx.b.op("Where", ctx.b.op("Greater", x, _f(ctx, 0.0)), _f(ctx, 1.0), neg)
 
 
-def d_sigmoid(ctx, x, y):
+@rescaled
+def sigmoid(ctx, x, y):
     return ctx.b.op("Mul", y, ctx.b.op("Sub", _f(ctx, 1.0), y))
 
 
-def d_tanh(ctx, x, y):
+@rescaled
+def tanh(ctx, x, y):
     return ctx.b.op("Sub", _f(ctx, 1.0), ctx.b.op("Mul", y, y))
 
 
-def d_softplus(ctx, x, y):
+@rescaled
+def softplus(ctx, x, y):
     return ctx.b.op("Sigmoid", x)
 
 
-def d_clip(ctx, x, y):
+@rescaled
+def clip(ctx, x, y):
     b = ctx.b
     ins = ctx.inputs
     lo = ins[1] if len(ins) > 1 and ins[1] else None
@@ -64,7 +83,8 @@ def d_clip(ctx, x, y):
     return _mask(ctx, cond)
 
 
-def d_hard_sigmoid(ctx, x, y):
+@rescaled
+def hard_sigmoid(ctx, x, y):
     b = ctx.b
     alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
     t = b.op("Add", b.op("Mul", x, _f(ctx, alpha)), _f(ctx, beta))
@@ -72,7 +92,8 @@ def d_hard_sigmoid(ctx, x, y):
     return b.op("Mul", _mask(ctx, inside), _f(ctx, alpha))
 
 
-def d_hard_swish(ctx, x, y):
+@rescaled
+def hard_swish(ctx, x, y):
     # torch: x < -3 -> 0; x <= 3 -> x/3 + 1/2; else 1
     b = ctx.b
     mid = b.op("Add", b.op("Mul", x, _f(ctx, 1.0 / 3.0)), _f(ctx, 0.5))
@@ -80,13 +101,15 @@ def d_hard_swish(ctx, x, y):
     return b.op("Where", b.op("Less", x, _f(ctx, -3.0)), _f(ctx, 0.0), upper)
 
 
-def d_erf(ctx, x, y):
+@rescaled
+def erf(ctx, x, y):
     b = ctx.b
     e = b.op("Exp", b.op("Neg", b.op("Mul", x, x)))
     return b.op("Mul", e, _f(ctx, 2.0 / math.sqrt(math.pi)))
 
 
-def d_gelu(ctx, x, y):
+@rescaled
+def gelu(ctx, x, y):
     b = ctx.b
     approx = ctx.attr("approximate", b"none")
     approx = approx.decode() if isinstance(approx, bytes) else approx
@@ -94,9 +117,11 @@ def d_gelu(ctx, x, y):
         # y = 0.5 x (1 + tanh(u)), u = k (x + 0.044715 x^3), k = sqrt(2/pi)
         k = math.sqrt(2.0 / math.pi)
         x2 = b.op("Mul", x, x)
-        u = b.op("Mul", b.op("Add", x, b.op("Mul", b.op("Mul", x2, x), _f(ctx, 0.044715))), _f(ctx, k))
+        cubic = b.op("Mul", b.op("Mul", x2, x), _f(ctx, 0.044715))
+        u = b.op("Mul", b.op("Add", x, cubic), _f(ctx, k))
         t = b.op("Tanh", u)
-        du = b.op("Mul", b.op("Add", _f(ctx, 1.0), b.op("Mul", x2, _f(ctx, 3 * 0.044715))), _f(ctx, k))
+        du = b.op("Add", _f(ctx, 1.0), b.op("Mul", x2, _f(ctx, 3 * 0.044715)))
+        du = b.op("Mul", du, _f(ctx, k))
         sech2 = b.op("Sub", _f(ctx, 1.0), b.op("Mul", t, t))
         left = b.op("Mul", b.op("Add", _f(ctx, 1.0), t), _f(ctx, 0.5))
         right = b.op("Mul", b.op("Mul", b.op("Mul", x, sech2), du), _f(ctx, 0.5))
@@ -109,33 +134,9 @@ def d_gelu(ctx, x, y):
     return b.op("Add", cdf, b.op("Mul", x, pdf))
 
 
-def d_prelu(ctx, x, y):
+@rescaled
+def prelu(ctx, x, y):
     slope = ctx.inputs[1]
     if ctx.is_active(slope):
         ctx.fail("PRelu slope must be a constant")
     return ctx.b.op("Where", ctx.b.op("Greater", x, _f(ctx, 0.0)), _f(ctx, 1.0), slope)
-
-
-DERIVATIVES = {
-    "Relu": d_relu,
-    "LeakyRelu": d_leaky_relu,
-    "Elu": d_elu,
-    "Sigmoid": d_sigmoid,
-    "Tanh": d_tanh,
-    "Softplus": d_softplus,
-    "Clip": d_clip,
-    "HardSigmoid": d_hard_sigmoid,
-    "HardSwish": d_hard_swish,
-    "Erf": d_erf,
-    "Gelu": d_gelu,
-    "PRelu": d_prelu,
-}
-
-
-@register(*DERIVATIVES)
-def elementwise(ctx: RuleContext, m_outs):
-    x, y = ctx.inputs[0], ctx.outputs[0]
-    deriv = DERIVATIVES[ctx.node.op_type](ctx, x, y)
-    m = ctx.rescale(m_outs[0], x, y, deriv)
-    return [m] + [None] * (len(ctx.inputs) - 1)
-

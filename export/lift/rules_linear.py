@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from liftcam.export.lift.registry import RuleContext, register
+from liftcam.export.lift.context import RuleContext
 
 
 def _spatial_pads(ctx: RuleContext, x: str, y: str, kernel, strides, dilations):
@@ -27,7 +27,6 @@ def _spatial_pads(ctx: RuleContext, x: str, y: str, kernel, strides, dilations):
     return begin, end
 
 
-@register("Conv")
 def conv(ctx: RuleContext, m_outs):
     x, w = ctx.inputs[0], ctx.inputs[1]
     y = ctx.outputs[0]
@@ -54,7 +53,6 @@ def conv(ctx: RuleContext, m_outs):
     return [m, None, None]
 
 
-@register("Gemm")
 def gemm(ctx: RuleContext, m_outs):
     a, bw = ctx.inputs[0], ctx.inputs[1]
     m = m_outs[0]
@@ -71,21 +69,21 @@ def gemm(ctx: RuleContext, m_outs):
     return [ma, None, None]
 
 
-@register("BatchNormalization")
 def batchnorm(ctx: RuleContext, m_outs):
     if int(ctx.attr("training_mode", 0)):
-        ctx.fail("BatchNormalization in training mode is not supported (export the model in eval mode)")
+        ctx.fail("BatchNormalization in training mode is not supported (export the model in "
+                 "eval mode)")
     x, scale, _, _, var = ctx.inputs[:5]
     for t in ctx.inputs[1:5]:
         if ctx.is_active(t):
             ctx.fail("BatchNormalization parameters must be constants")
     eps = float(ctx.attr("epsilon", 1e-5))
-    f = np.asarray(ctx.value(scale), np.float64) / np.sqrt(np.asarray(ctx.value(var), np.float64) + eps)
+    var = np.asarray(ctx.value(var), np.float64)
+    f = np.asarray(ctx.value(scale), np.float64) / np.sqrt(var + eps)
     f = f.astype(np.float32).reshape([-1] + [1] * (ctx.rank(x) - 2))
     return [ctx.b.op("Mul", m_outs[0], ctx.b.const(f, "bn_factor"))]
 
 
-@register("Add", "Sub", "Sum")
 def add_sub(ctx: RuleContext, m_outs):
     y = ctx.outputs[0]
     res = []
@@ -100,17 +98,14 @@ def add_sub(ctx: RuleContext, m_outs):
     return res
 
 
-@register("Neg")
 def neg(ctx: RuleContext, m_outs):
     return [ctx.b.op("Neg", m_outs[0])]
 
 
-@register("Identity", "Dropout")
 def identity(ctx: RuleContext, m_outs):
     return [m_outs[0]] + [None] * (len(ctx.inputs) - 1)
 
 
-@register("Cast")
 def cast(ctx: RuleContext, m_outs):
     x = ctx.inputs[0]
     dt = np.asarray(ctx.ref[x]).dtype
@@ -119,7 +114,6 @@ def cast(ctx: RuleContext, m_outs):
     return [m_outs[0]]
 
 
-@register("GlobalAveragePool")
 def global_avg_pool(ctx: RuleContext, m_outs):
     x = ctx.inputs[0]
     count = int(np.prod(ctx.shapes1[x][2:]))
@@ -141,7 +135,6 @@ def _reduce_axes(ctx: RuleContext, x: str):
     return sorted(a % rank for a in axes)
 
 
-@register("ReduceMean", "ReduceSum")
 def reduce_linear(ctx: RuleContext, m_outs):
     x = ctx.inputs[0]
     axes = _reduce_axes(ctx, x)

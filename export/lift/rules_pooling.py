@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from liftcam.export.lift.registry import EPS, RuleContext, register
+from liftcam.export.lift.context import EPS, RuleContext
 
 
 @dataclass
@@ -118,7 +118,6 @@ def _place(ctx: RuleContext, vals: list, g: _Geom) -> str:
     return full
 
 
-@register("MaxPool")
 def maxpool(ctx: RuleContext, m_outs):
     if len(ctx.outputs) > 1 and ctx.outputs[1] and m_outs[1:] and m_outs[1] is not None:
         ctx.fail("MaxPool indices output cannot carry multipliers")
@@ -131,13 +130,15 @@ def maxpool(ctx: RuleContext, m_outs):
     if not ctx.deeplift:
         return [grad]
     # Captum: delta_out split into max(y, y0) - y0 (through argmax of x) and y - max(y, y0)
-    # (through argmax of x0), un-pooled, summed, divided by delta_in; gradient where |delta_in| < eps
+    # (through argmax of x0), un-pooled, summed, divided by delta_in; gradient where
+    # |delta_in| < eps
     x0, y0 = ctx.x0(x), ctx.x0(y)
     m0 = _first_max_masks(ctx, x0, y0, g)
     ymax = b.op("Max", y, y0)
     v1 = b.op("Mul", m, b.op("Sub", ymax, y0))
     v2 = b.op("Mul", m, b.op("Sub", y, ymax))
-    num = _place(ctx, [b.op("Add", b.op("Mul", v1, a), b.op("Mul", v2, c)) for a, c in zip(mx, m0)], g)
+    num = _place(ctx, [b.op("Add", b.op("Mul", v1, a), b.op("Mul", v2, c))
+                       for a, c in zip(mx, m0)], g)
     dx = b.op("Sub", x, x0)
     small = b.op("Less", b.op("Abs", dx), b.scalar(EPS, "eps"))
     safe = b.op("Where", small, b.scalar(1.0, "one"), dx)
@@ -167,7 +168,6 @@ def _avgpool_factor(ctx: RuleContext, g: _Geom) -> np.ndarray:
     return f.astype(np.float32).reshape(1, 1, *g.ohw)
 
 
-@register("AveragePool")
 def avgpool(ctx: RuleContext, m_outs):
     g = _geom(ctx)
     ms = ctx.b.op("Mul", m_outs[0], ctx.b.const(_avgpool_factor(ctx, g), "avgpool_factor"))

@@ -7,7 +7,7 @@ so completeness holds); gradient uses the product rule.
 """
 from __future__ import annotations
 
-from liftcam.export.lift.registry import RuleContext, register
+from liftcam.export.lift.context import RuleContext
 
 
 def _partner(ctx: RuleContext, other: str) -> str:
@@ -19,7 +19,6 @@ def _partner(ctx: RuleContext, other: str) -> str:
     return other
 
 
-@register("Mul")
 def mul(ctx: RuleContext, m_outs):
     a, c = ctx.inputs
     y = ctx.outputs[0]
@@ -33,7 +32,6 @@ def mul(ctx: RuleContext, m_outs):
     return res
 
 
-@register("Div")
 def div(ctx: RuleContext, m_outs):
     a, c = ctx.inputs
     y = ctx.outputs[0]
@@ -56,7 +54,6 @@ def _swap_last(ctx: RuleContext, t: str, rank: int) -> str:
     return ctx.b.op("Transpose", t, perm=perm)
 
 
-@register("MatMul")
 def matmul(ctx: RuleContext, m_outs):
     a, c = ctx.inputs
     y = ctx.outputs[0]

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from liftcam.export.lift.registry import RuleContext, register
+from liftcam.export.lift.context import RuleContext
 
 INT_MAX = np.iinfo(np.int64).max
 
 
-@register("Flatten", "Reshape", "Squeeze", "Unsqueeze")
 def reshape_back(ctx: RuleContext, m_outs):
     x = ctx.inputs[0]
     return [ctx.reshape_like(m_outs[0], x)] + [None] * (len(ctx.inputs) - 1)
 
 
-@register("Transpose")
 def transpose(ctx: RuleContext, m_outs):
     rank = ctx.rank(ctx.inputs[0])
     perm = list(ctx.attr("perm", list(reversed(range(rank)))))
@@ -24,12 +22,10 @@ def transpose(ctx: RuleContext, m_outs):
     return [ctx.b.op("Transpose", m_outs[0], perm=inv)]
 
 
-@register("Expand")
 def expand(ctx: RuleContext, m_outs):
     return [ctx.unbroadcast(m_outs[0], ctx.inputs[0], ctx.outputs[0]), None]
 
 
-@register("Concat")
 def concat(ctx: RuleContext, m_outs):
     y = ctx.outputs[0]
     axis = int(ctx.attr("axis")) % ctx.rank(y)
@@ -40,7 +36,6 @@ def concat(ctx: RuleContext, m_outs):
     return [p if ctx.is_active(i) else None for p, i in zip(parts, ctx.inputs)]
 
 
-@register("Split")
 def split(ctx: RuleContext, m_outs):
     x = ctx.inputs[0]
     axis = int(ctx.attr("axis", 0)) % ctx.rank(x)
@@ -51,7 +46,6 @@ def split(ctx: RuleContext, m_outs):
     return [m] + [None] * (len(ctx.inputs) - 1)
 
 
-@register("Slice")
 def slice_(ctx: RuleContext, m_outs):
     x = ctx.inputs[0]
     shape = ctx.shapes1[x]
@@ -59,7 +53,8 @@ def slice_(ctx: RuleContext, m_outs):
     ins = ctx.inputs + [""] * (5 - len(ctx.inputs))
     starts = [int(v) for v in np.ravel(ctx.value(ins[1]))]
     ends = [int(v) for v in np.ravel(ctx.value(ins[2]))]
-    axes = [int(v) % rank for v in np.ravel(ctx.value(ins[3]))] if ins[3] else list(range(len(starts)))
+    axes = ([int(v) % rank for v in np.ravel(ctx.value(ins[3]))] if ins[3]
+            else list(range(len(starts))))
     steps = [int(v) for v in np.ravel(ctx.value(ins[4]))] if ins[4] else [1] * len(starts)
     pads = [0] * (2 * rank)
     for st, en, ax, sp in zip(starts, ends, axes, steps):
@@ -79,7 +74,6 @@ def slice_(ctx: RuleContext, m_outs):
     return [m] + [None] * (len(ctx.inputs) - 1)
 
 
-@register("Pad")
 def pad(ctx: RuleContext, m_outs):
     mode = ctx.attr("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
@@ -110,7 +104,6 @@ def pad(ctx: RuleContext, m_outs):
     return [m] + [None] * (len(ctx.inputs) - 1)
 
 
-@register("Gather")
 def gather(ctx: RuleContext, m_outs):
     x = ctx.inputs[0]
     idx = np.asarray(ctx.value(ctx.inputs[1]))

@@ -1,6 +1,9 @@
 """Head graph -> multipliers graph: copy the forward nodes, then walk backwards from the logits.
 
-    build_multipliers_model(head, "deeplift")  # inputs activation, target; outputs logits, multipliers
+    build_multipliers_model(head, "deeplift")
+    # inputs activation, target; outputs logits, multipliers
+
+Which op gets which rule, and which ops are refused, is ``registry.py``'s table.
 """
 from __future__ import annotations
 
@@ -10,47 +13,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from liftcam.contract import ACTIVATION, LOGITS, MULTIPLIERS, TARGET
 from liftcam.engine.errors import ExportError, UnsupportedOpError
-from liftcam.export.graph import GraphBuilder
-from liftcam.export.lift.registry import RULE_NAMES, RULES, RuleContext
-# importing the rule modules fills RULES
-from liftcam.export.lift import rules_activations, rules_linear, rules_pooling, rules_products, rules_shape  # noqa: F401
+from liftcam.export.graph import GraphBuilder, default_opset
+from liftcam.export.lift.context import RuleContext
+from liftcam.export.lift.registry import REFUSED, RULES, check_rule
 
-ACTIVATION, TARGET, LOGITS, MULTIPLIERS = "activation", "target", "logits", "multipliers"
 MIN_OPSET, CONVERT_OPSET = 13, 17
-
-# Ops refused outright with a reason (not merely missing a rule).
-REFUSED = {
-    "Softmax": "a Softmax inside the head: explanations are of logits; cut the model before the softmax",
-    "LogSoftmax": "a LogSoftmax inside the head: explanations are of logits; cut the model before it",
-}
-
-# Ops that ONNX Runtime's CUDA execution provider implements (and the TensorRT parser takes),
-# covering every op the rules emit and the forward ops of the heads they support.
-DEVICE_OPS = frozenset("""
-Abs Add And ArgMax AveragePool BatchNormalization Cast Clip Concat Constant ConstantOfShape Conv
-ConvTranspose Div Dropout Elu Equal Erf Exp Expand Flatten Gather Gemm Gelu GlobalAveragePool
-Greater GreaterOrEqual HardSigmoid HardSwish Identity LeakyRelu Less LessOrEqual MatMul Max
-MaxPool Min Mul Neg Not Or PRelu Pad Pow Range ReduceMax ReduceMean ReduceSum Relu Reshape Shape
-Sigmoid Slice Softplus Split Sqrt Squeeze Sub Sum Tanh Transpose Unsqueeze Where
-""".split())
-
-
-def supported_ops(rule: str = "deeplift") -> list[str]:
-    _check_rule(rule)
-    return sorted(RULES)
-
-
-def _check_rule(rule: str) -> None:
-    if rule not in RULE_NAMES:
-        raise ExportError(f"unknown multiplier rule {rule!r}; choose one of {list(RULE_NAMES)}")
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return int(o.version)
-    raise ExportError("the head has no default-domain opset import")
 
 
 def _prepare(head: onnx.ModelProto) -> onnx.ModelProto:
@@ -66,11 +35,11 @@ def _prepare(head: onnx.ModelProto) -> onnx.ModelProto:
             f"got inputs {[i.name for i in real_inputs]} and outputs {[o.name for o in g.output]}")
     if real_inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise ExportError("the head's input must be float32")
-    if _default_opset(model) < MIN_OPSET:
+    if default_opset(model) < MIN_OPSET:
         try:
             model = onnx.version_converter.convert_version(model, CONVERT_OPSET)
         except Exception as e:  # pragma: no cover - depends on the converter
-            raise ExportError(f"cannot convert the head from opset {_default_opset(head)} to "
+            raise ExportError(f"cannot convert the head from opset {default_opset(head)} to "
                               f"{CONVERT_OPSET}: {e}") from e
         g = model.graph
     in_name, out_name = real_inputs[0].name, g.output[0].name
@@ -89,9 +58,10 @@ def _prepare(head: onnx.ModelProto) -> onnx.ModelProto:
     def rn(n):
         return rename.get(n, n)
     for node in g.node:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            raise UnsupportedOpError(f"{node.op_type} node {node.name!r} has a subgraph; control flow "
-                                     f"is not supported in a head")
+        graph_attrs = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+        if any(a.type in graph_attrs for a in node.attribute):
+            raise UnsupportedOpError(f"{node.op_type} node {node.name!r} has a subgraph; control "
+                                     f"flow is not supported in a head")
         for i, n in enumerate(node.input):
             node.input[i] = rn(n)
         for i, n in enumerate(node.output):
@@ -152,7 +122,8 @@ class _Values(dict):
 
 
 def _input_shape(model: onnx.ModelProto, batch: int) -> list[int]:
-    inp = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}][0]
+    inits = {t.name for t in model.graph.initializer}
+    inp = [i for i in model.graph.input if i.name not in inits][0]
     dims = inp.type.tensor_type.shape.dim
     shape = []
     for k, d in enumerate(dims):
@@ -167,7 +138,8 @@ def _input_shape(model: onnx.ModelProto, batch: int) -> list[int]:
 
 
 def reference_values(head: onnx.ModelProto) -> dict:
-    """Every tensor of the head at batch 1 on the all-zero activation A0 = 0 (names as in ``head``)."""
+    """Every tensor of the head at batch 1 on the all-zero activation A0 = 0 (names as in
+    ``head``)."""
     inp = [i for i in head.graph.input if i.name not in {t.name for t in head.graph.initializer}][0]
     feed = {inp.name: np.zeros(_input_shape(head, 1), np.float32)}
     return _run_all(head, feed)
@@ -183,25 +155,38 @@ def _active_set(model: onnx.ModelProto, vals: dict) -> set:
     return active
 
 
+def _check_op(node: onnx.NodeProto) -> None:
+    """Refuse a node on the backward path that the registry refuses or has no rule for."""
+    if node.op_type in REFUSED:
+        raise UnsupportedOpError(f"{node.op_type} node {node.name!r}: {REFUSED[node.op_type]}")
+    if node.op_type not in RULES or node.domain not in ("", "ai.onnx"):
+        raise UnsupportedOpError(
+            f"op {node.op_type!r} (node {node.name!r}) has no multiplier rule; supported op "
+            f"types: {', '.join(sorted(RULES))}")
+
+
 def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto:
-    """The multipliers graph of ``head``: (activation (N,K,h,w), target (N,)) -> (logits, multipliers).
+    """The multipliers graph of ``head``:
+    (activation (N,K,h,w), target (N,)) -> (logits, multipliers).
 
     ``rule`` is "deeplift" (DeepLIFT multipliers against A0 = 0, Captum's rules) or "gradient"
     (d logit_target / d activation). ``target < 0`` means the predicted class.
     """
-    _check_rule(rule)
+    check_rule(rule)
     model = _prepare(head)
     g = model.graph
-    opset = _default_opset(model)
+    opset = default_opset(model)
     shape1 = _input_shape(model, 1)
     ref = _Values(_run_all(model, {ACTIVATION: np.zeros(shape1, np.float32)}), model)
-    vals2 = _Values(_run_all(model, {ACTIVATION: np.zeros(_input_shape(model, 2), np.float32)}), model)
+    zeros2 = np.zeros(_input_shape(model, 2), np.float32)
+    vals2 = _Values(_run_all(model, {ACTIVATION: zeros2}), model)
     shapes1, shapes2 = ref.shapes(), vals2.shapes()
     del vals2
     active = _active_set(model, ref)
     out_shape = shapes1[LOGITS]
     if len(out_shape) != 2:
-        raise ExportError(f"the head's output must be logits of shape (N, C); got shape {out_shape} at batch 1")
+        raise ExportError(f"the head's output must be logits of shape (N, C); got shape "
+                          f"{out_shape} at batch 1")
     n_classes = int(out_shape[1])
 
     b = GraphBuilder(opset=opset, name=f"{g.name or 'head'}_multipliers_{rule}")
@@ -209,7 +194,8 @@ def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto
         b.reserve(list(node.input) + list(node.output) + [node.name])
     b.reserve(t.name for t in g.initializer)
     b.reserve([ACTIVATION, TARGET, LOGITS, MULTIPLIERS])
-    b.extra_opsets = {o.domain: o.version for o in model.opset_import if o.domain not in ("", "ai.onnx")}
+    b.extra_opsets = {o.domain: o.version for o in model.opset_import
+                      if o.domain not in ("", "ai.onnx")}
     b.add_input(ACTIVATION, onnx.TensorProto.FLOAT, ["N"] + list(shape1[1:]))
     b.add_input(TARGET, onnx.TensorProto.INT64, ["N"])
     for t in g.initializer:
@@ -222,20 +208,17 @@ def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto
     for node in reversed(g.node):
         if any(o in relevant for o in node.output):
             relevant.update(i for i in node.input if i in active)
-    todo = [n for n in reversed(g.node)
-            if any(o in relevant for o in n.output) and any(i in active and i in relevant for i in n.input)]
+    todo = [n for n in reversed(g.node) if any(o in relevant for o in n.output)
+            and any(i in active and i in relevant for i in n.input)]
     for node in todo:
-        if node.op_type in REFUSED:
-            raise ExportError(f"{node.op_type} node {node.name!r}: {REFUSED[node.op_type]}")
-        if node.op_type not in RULES or node.domain not in ("", "ai.onnx"):
-            raise UnsupportedOpError(
-                f"op {node.op_type!r} (node {node.name!r}) has no multiplier rule; supported op types: "
-                f"{', '.join(sorted(RULES))}")
+        _check_op(node)
 
     # seed: one-hot of the target (the predicted class where target < 0)
     argmax = b.op("ArgMax", LOGITS, axis=1, keepdims=0)
-    tgt = b.op("Where", b.op("Less", TARGET, b.const(np.array(0, np.int64), "zero_i64")), argmax, TARGET)
-    onehot = b.op("Equal", b.unsqueeze(tgt, [1]), b.const(np.arange(n_classes, dtype=np.int64), "classes"))
+    negative = b.op("Less", TARGET, b.const(np.array(0, np.int64), "zero_i64"))
+    tgt = b.op("Where", negative, argmax, TARGET)
+    classes = b.const(np.arange(n_classes, dtype=np.int64), "classes")
+    onehot = b.op("Equal", b.unsqueeze(tgt, [1]), classes)
     seed = b.op("Cast", onehot, to=onnx.TensorProto.FLOAT, name_hint="seed")
 
     contribs: dict[str, list] = defaultdict(list)
@@ -266,9 +249,8 @@ def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto
 
     mult = total(ACTIVATION)
     if mult is None:
-        mult = b.op("ConstantOfShape", b.op("Shape", ACTIVATION),
-                    value=helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0]))
-    b.outputs.append(helper.make_tensor_value_info(LOGITS, onnx.TensorProto.FLOAT, ["N", n_classes]))
+        mult = b.zeros_like(ACTIVATION)
+    b.add_output(LOGITS, onnx.TensorProto.FLOAT, ["N", n_classes])
     b.add_output(mult, onnx.TensorProto.FLOAT, ["N"] + list(shape1[1:]), name=MULTIPLIERS)
     out = b.make_model(ir_version=model.ir_version,
                        opset_imports=[helper.make_opsetid("", opset)] +
