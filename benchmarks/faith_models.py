@@ -8,7 +8,8 @@ feature extractor; they differ in K and in the head after the target layer ``fea
 - ``mlp16``: K = 16, a non-linear head like VGG's:
   ``MaxPool2d(2) -> Flatten -> Linear(16*4*4, 64) -> ReLU -> Linear(64, 8)``.
   LIFT-CAM's DeepLIFT coefficients are only an approximation of SHAP here.
-- ``gap12``: K = 12, a linear head like ResNet's: ``AdaptiveAvgPool2d(1) -> Flatten -> Linear(12, 8)``.
+- ``gap12``: K = 12, a linear head like ResNet's:
+  ``AdaptiveAvgPool2d(1) -> Flatten -> Linear(12, 8)``.
   LIFT-CAM = CAM = exact SHAP here (a sanity row).
 
 Both reuse the trained VGG demo model's first three blocks (frozen) as their backbone; only
@@ -32,13 +33,17 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from liftcam.export.demo import shapes
 from liftcam.export.demo.models import WEIGHTS_DIR as DEMO_WEIGHTS_DIR
-from liftcam.export.demo.models import (VGGDemo, build_demo_model, deterministic_cpu,
-                                        training_tensors)
+from liftcam.export.demo.models import (
+    VGGDemo,
+    build_demo_model,
+    deterministic_cpu,
+    training_tensors,
+)
 
 NUM_CLASSES = len(shapes.CLASSES)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "faith_weights"
@@ -152,7 +157,8 @@ def train(names=tuple(SPECS), out=WEIGHTS_DIR, backbone=None, n_train=4000, n_va
                   if not (n.startswith("features.") and n.split(".")[1] in frozen)]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
         steps = epochs * ((len(x) + batch - 1) // batch)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                    pct_start=0.2)
         t1 = time.time()
         for epoch in range(epochs):
             model.train()

@@ -115,10 +115,12 @@ def make_config(args) -> dict:
         "image_size": 64,
         "steps": args.steps if args.steps is not None else (8 if quick else 32),
         "deletion_baseline": "zero (the normalised data mean)",
-        "insertion_baseline": f"blur (Gaussian, sigma {BLUR_SIGMA} px, radius {math.ceil(BLUR_SIGMA)})",
+        "insertion_baseline": (f"blur (Gaussian, sigma {BLUR_SIGMA} px, "
+                               f"radius {math.ceil(BLUR_SIGMA)})"),
         "confidence_baseline": "zero (the normalised data mean)",
         "pointing_tolerance": args.pg_tolerance,
-        "shap_samples": args.shap_samples if args.shap_samples is not None else (16 if quick else 256),
+        "shap_samples": (args.shap_samples if args.shap_samples is not None
+                         else (16 if quick else 256)),
         "shap_exact_max_k": 16,
         "top_k": TOP_K,
         "threads": args.threads,
@@ -200,7 +202,8 @@ def evaluate_model(name, explainer, x, targets, masks, cfg, info) -> dict:
         "K": int(K), "activation_shape": list(explainer.bundle.activation_shape),
         "linear_head": bool(explainer.bundle.manifest.get("head", {}).get("linear")),
         "shap_reference": "exact (2^K head evaluations)" if exact else
-        f"sampled: {cfg['shap_samples']} permutations x {K + 1} head evaluations, seed {cfg['seed']}",
+        (f"sampled: {cfg['shap_samples']} permutations x {K + 1} head evaluations, "
+         f"seed {cfg['seed']}"),
         "shap_exact": bool(exact), "top_k": top_k,
     })
     if not exact:
@@ -322,7 +325,8 @@ def markdown(report) -> str:
             lines += [f"## {name}", "", f"Skipped: {m['skipped']}", ""]
             continue
         info = m["info"]
-        lines.append(f"## {name} (K = {info['K']}, {'linear' if info['linear_head'] else 'non-linear'}"
+        kind = "linear" if info["linear_head"] else "non-linear"
+        lines.append(f"## {name} (K = {info['K']}, {kind}"
                      f" head, target layer `{info['target_layer']}`)")
         lines.append("")
         extra = (f"{info['n_images']} images (accuracy on the pool {info['pool_accuracy']:.3f}). "

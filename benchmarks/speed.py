@@ -28,8 +28,8 @@ still awake when the next one starts), so load drift hits all entries alike. Per
 Ablation-CAM and Score-CAM make K model/head evaluations per image (K = 2048 on ResNet-50,
 512 on VGG-16): they run at the smallest batch only, warmed up by one plain forward pass, with
 ``--slow-repeats`` timed calls. Peak memory is each child's resident-set high-water mark at
-the end, i.e. over loading and every batch size
-it ran (the largest batch dominates; ``VmHWM``, see common.peak_rss_mb); ``import MiB`` is the RSS right after its imports
+the end, i.e. over loading and every batch size it ran (the largest batch dominates;
+``VmHWM``, see common.peak_rss_mb); ``import MiB`` is the RSS right after its imports
 (torch alone is a few hundred MiB), so ``peak − import`` is what the entry itself added.
 
 Outputs under ``--out``: ``speed.json`` (machine, settings, every raw timing), ``speed.md``

@@ -11,6 +11,12 @@ from PIL import Image
 
 from liftcam.engine.errors import InputError
 
+__all__ = [
+    "write_bytes_atomic",
+    "save_png_atomic",
+    "save_npy_atomic",
+]
+
 
 def write_bytes_atomic(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync,
@@ -41,7 +47,8 @@ def write_bytes_atomic(path, data: bytes) -> None:
 def save_png_atomic(img, path) -> None:
     """Save a PIL image (or a uint8 (H,W)/(H,W,3)/(H,W,4) array) as PNG, atomically."""
     if isinstance(img, np.ndarray):
-        if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
+        ok_shape = img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))
+        if img.dtype != np.uint8 or not ok_shape:
             raise InputError(f"PNG array must be uint8 (H,W), (H,W,3) or (H,W,4); "
                              f"got {img.dtype} {img.shape}")
         img = Image.fromarray(img)

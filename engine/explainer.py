@@ -31,7 +31,6 @@ from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_
 from liftcam.engine.tail import softmax
 
 
-
 @dataclass
 class Explanation:
     """The result of :meth:`Explainer.explain`; all arrays are numpy.

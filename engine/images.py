@@ -78,9 +78,6 @@ __all__ = [
     "resize_map",
     "colormap_jet",
     "overlay",
-    "write_bytes_atomic",
-    "save_png_atomic",
-    "save_npy_atomic",
 ]
 
 # OpenCV's COLORMAP_JET lookup table (256 entries, RGB, uint8), taken from
@@ -173,7 +170,8 @@ def load_image(path, background=(0, 0, 0), max_pixels=DEFAULT_MAX_PIXELS) -> Ima
     try:
         p = Path(os.fspath(path))
     except TypeError:
-        raise InputError(f"image path must be a str or os.PathLike, got {type(path).__name__}") from None
+        raise InputError(f"image path must be a str or os.PathLike, "
+                         f"got {type(path).__name__}") from None
     name = str(p)
     if not p.exists():
         raise InputError(f"image file {name!r} does not exist")
@@ -241,7 +239,8 @@ def _is_num(v) -> bool:
 def _hw(key, v):
     if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_int(x) and x > 0 for x in v):
         hint = " (for the shorter side use resize_shorter)" if _is_int(v) else ""
-        raise InputError(f"preprocessing[{key!r}] must be [H, W] with positive ints, got {v!r}{hint}")
+        raise InputError(f"preprocessing[{key!r}] must be [H, W] with positive ints, "
+                         f"got {v!r}{hint}")
     return int(v[0]), int(v[1])
 
 
@@ -279,7 +278,8 @@ def validate_preprocessing(preprocessing) -> dict:
         out["center_crop"] = _hw("center_crop", p["center_crop"])
     mode = p.get("resize_mode", "bilinear")
     if mode not in _RESAMPLE:
-        raise InputError(f"preprocessing['resize_mode'] must be one of {list(_RESAMPLE)}, got {mode!r}")
+        raise InputError(f"preprocessing['resize_mode'] must be one of {list(_RESAMPLE)}, "
+                         f"got {mode!r}")
     out["resize_mode"] = mode
     scale = p.get("scale", 255.0)
     if not _is_num(scale) or not np.isfinite(scale) or scale <= 0:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from liftcam.contract import (ACTIVATION, COEFFICIENTS, IMAGE, LOGITS, MAP, MULTIPLIERS,
-                              TARGET)
+from liftcam.contract import ACTIVATION, COEFFICIENTS, IMAGE, LOGITS, MAP, MULTIPLIERS, TARGET
 from liftcam.export.graph import GraphBuilder, default_opset
 from liftcam.export.split import _graph_input
 

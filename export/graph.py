@@ -25,7 +25,6 @@ from onnx import helper, numpy_helper
 
 from liftcam.engine.errors import ExportError
 
-
 #: the opset from which each reduction takes ``axes`` as an input instead of an attribute
 REDUCE_AXES_INPUT_FROM = {
     "ReduceSum": 13,

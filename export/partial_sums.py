@@ -261,8 +261,15 @@ def add_to_bundle(bundle_dir) -> bool:
     import json
     from pathlib import Path
 
-    from liftcam.contract import (ALPHA_DEEPLIFT, FEATURES, GRAPH_FILES, HEAD, MANIFEST,
-                                  WEIGHTS, multipliers_role)
+    from liftcam.contract import (
+        ALPHA_DEEPLIFT,
+        FEATURES,
+        GRAPH_FILES,
+        HEAD,
+        MANIFEST,
+        WEIGHTS,
+        multipliers_role,
+    )
     from liftcam.engine.bundle import load_bundle
     from liftcam.export.bundle_writer import externalize, file_entry, stored_payloads
 

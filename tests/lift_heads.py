@@ -53,7 +53,8 @@ class Runner:
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.log_severity_level = 3
-        self.sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.sess = ort.InferenceSession(model.SerializeToString(), so,
+                                         providers=["CPUExecutionProvider"])
 
     def __call__(self, A, target):
         A = np.ascontiguousarray(np.asarray(A, np.float32))
@@ -78,7 +79,7 @@ def torch_grad(head: nn.Module, A: torch.Tensor, target) -> np.ndarray:
 
 
 def _unpool_add(x, indices, kernel_size, stride, padding, output_size):
-    """max_unpool2d that *accumulates* where windows share an argmax (the adjoint of max-pooling)."""
+    """max_unpool2d that *accumulates* where windows share an argmax (max-pooling's adjoint)."""
     n, c, h, w = output_size
     out = torch.zeros(n, c, h * w, dtype=x.dtype)
     out.scatter_add_(2, indices.flatten(2), x.flatten(2))
@@ -103,7 +104,8 @@ def captum_accumulating_unpool():
         dlm.SUPPORTED_NON_LINEAR[nn.MaxPool2d] = saved
 
 
-def captum_deeplift(head: nn.Module, A: torch.Tensor, target, accumulate_unpool: bool = False) -> np.ndarray:
+def captum_deeplift(head: nn.Module, A: torch.Tensor, target,
+                    accumulate_unpool: bool = False) -> np.ndarray:
     """Captum DeepLift multipliers against A0 = 0, image by image (captum issue #1276)."""
     from captum.attr import DeepLift
     dl = DeepLift(head, multiply_by_inputs=False)
@@ -121,7 +123,8 @@ def captum_deeplift(head: nn.Module, A: torch.Tensor, target, accumulate_unpool:
 
 def assert_close(got, ref, rtol):
     ref = np.asarray(ref, np.float64)
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * max(float(np.abs(ref).max()), 1e-30))
+    atol = rtol * max(float(np.abs(ref).max()), 1e-30)
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -199,7 +202,8 @@ def torchvision_head(name: str, cut: str):
     if name == "vgg16":
         m = tvm.vgg16().eval()
         assert cut == "features.29"
-        return nn.Sequential(m.features[30], m.avgpool, nn.Flatten(), m.classifier).eval(), (512, 14, 14)
+        head = nn.Sequential(m.features[30], m.avgpool, nn.Flatten(), m.classifier)
+        return head.eval(), (512, 14, 14)
     if name == "resnet50":
         m = randomize_bn(tvm.resnet50())
         tail = [m.avgpool, nn.Flatten(), m.fc]
@@ -298,8 +302,9 @@ class BNHead(nn.Module):
 
 
 ACTIVATIONS = {
-    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(0.1),
-    "elu": lambda: nn.ELU(0.7), "softplus": nn.Softplus, "relu6": nn.ReLU6, "hardsigmoid": nn.Hardsigmoid,
+    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+    "leaky_relu": lambda: nn.LeakyReLU(0.1), "elu": lambda: nn.ELU(0.7),
+    "softplus": nn.Softplus, "relu6": nn.ReLU6, "hardsigmoid": nn.Hardsigmoid,
     "hardswish": nn.Hardswish, "gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
     "silu": nn.SiLU, "prelu": lambda: nn.PReLU(8, 0.2),
 }

@@ -18,8 +18,7 @@ from liftcam.engine.onnx_scan import external_data_locations
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnx.external_data_helper import (  # noqa: E402
-    _get_all_tensors, _get_initializer_tensors_from_graph)
+from onnx.external_data_helper import _get_all_tensors, _get_initializer_tensors_from_graph  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -20,14 +20,13 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 onnx = pytest.importorskip("onnx")
 import onnxruntime as ort  # noqa: E402
+from conftest import TINY_LABELS, TINY_SHAPE  # noqa: E402
 from torch import nn  # noqa: E402
 
 import liftcam  # noqa: E402
 from liftcam.engine.bundle import FORMAT_VERSION, MANIFEST, REQUIRED_GRAPHS, WEIGHTS  # noqa: E402
 from liftcam.engine.errors import ExportError  # noqa: E402
 from liftcam.engine.onnx_scan import external_data_locations  # noqa: E402
-
-from conftest import TINY_LABELS, TINY_SHAPE  # noqa: E402
 
 S64 = (3, 64, 64)
 RTOL = 1e-4
@@ -320,7 +319,8 @@ def test_export_restores_training_mode_and_overwrite(tmp_path):
         liftcam.export_model(model, input_shape=(3, 32, 32), out_dir=out)
     liftcam.export_model(model, "features.1", input_shape=(3, 32, 32), out_dir=out, overwrite=True)
     m = json.loads((out / MANIFEST).read_text())
-    assert m["target_layer"]["name"] == "features.1" and m["activation"]["shape"][1:] == [16, 32, 32]
+    assert m["target_layer"]["name"] == "features.1"
+    assert m["activation"]["shape"][1:] == [16, 32, 32]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.liftcam"]   # no temp dirs left
     liftcam.load_bundle(out)
     # overwrite=True replaces a bundle, never a directory or file that is not one
@@ -419,7 +419,8 @@ def test_torch_and_onnx_routes_agree(onnx_dir, tmp_path):
     """The same model through export() and export_onnx() cuts at the same activation."""
     model = MaxPoolNet().eval()
     src = _onnx_file("maxpool_net", (3, 32, 32), onnx_dir)
-    a = liftcam.load_bundle(liftcam.export_model(model, input_shape=(3, 32, 32), out_dir=tmp_path / "a"))
+    a = liftcam.load_bundle(liftcam.export_model(model, input_shape=(3, 32, 32),
+                                                 out_dir=tmp_path / "a"))
     b = liftcam.load_bundle(liftcam.export_onnx(src, out_dir=tmp_path / "b"))
     x = _images(2, (3, 32, 32), 5)
     (A,) = _session(a.graph("features")).run(None, {"image": x})
@@ -526,7 +527,8 @@ def test_error_crossing_skip_connection_onnx(onnx_dir, tmp_path):
 
 def test_error_two_outputs(tmp_path):
     model = TwoOutputs().eval()
-    _export_error(lambda: liftcam.export_model(model, input_shape=(3, 16, 16), out_dir=tmp_path / "a"),
+    _export_error(lambda: liftcam.export_model(model, input_shape=(3, 16, 16),
+                                               out_dir=tmp_path / "a"),
                   "one tensor of logits", "tuple")
     src = _to_onnx(model, (3, 16, 16), tmp_path / "two.onnx")
     g = onnx.load(str(src)).graph

@@ -7,12 +7,13 @@ import pytest
 from PIL import Image
 
 from liftcam.engine import images as li
-from liftcam.engine.errors import InputError
-from liftcam.engine.images import (
-    colormap_jet, load_image, overlay, preprocess, resize_map)
 from liftcam.engine.atomic import (
-    save_npy_atomic, save_png_atomic, write_bytes_atomic,
+    save_npy_atomic,
+    save_png_atomic,
+    write_bytes_atomic,
 )
+from liftcam.engine.errors import InputError
+from liftcam.engine.images import colormap_jet, load_image, overlay, preprocess, resize_map
 
 
 @pytest.fixture
@@ -257,8 +258,8 @@ def _ref(pils, resize=None, crop=None, mean=(0, 0, 0), std=(1, 1, 1), scale=255.
         a = np.asarray(im).astype(np.float64)
         if crop is not None:
             h, w = a.shape[:2]
-            t, l = int(round((h - crop[0]) / 2.0)), int(round((w - crop[1]) / 2.0))
-            a = a[t:t + crop[0], l:l + crop[1]]
+            top, left = int(round((h - crop[0]) / 2.0)), int(round((w - crop[1]) / 2.0))
+            a = a[top:top + crop[0], left:left + crop[1]]
         if bgr:
             a = a[..., ::-1]
         a = (a / scale - np.asarray(mean)) / np.asarray(std)
@@ -271,7 +272,8 @@ IMNET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 def test_preprocess_resize_vs_float64(rgb):
     pils = [Image.fromarray(rgb), Image.fromarray(rgb[::-1, :25].copy())]
-    pp = {"resize": [16, 12], "scale": 255.0, "channel_order": "RGB", "resize_mode": "bilinear", **IMNET}
+    pp = {"resize": [16, 12], "scale": 255.0, "channel_order": "RGB", "resize_mode": "bilinear",
+          **IMNET}
     x = preprocess(pils, pp)
     assert x.dtype == np.float32 and x.shape == (2, 3, 16, 12) and x.flags.c_contiguous
     np.testing.assert_allclose(x, _ref(pils, resize=(16, 12), **IMNET), rtol=1e-6, atol=1e-6)
@@ -279,7 +281,8 @@ def test_preprocess_resize_vs_float64(rgb):
 
 def test_preprocess_bgr_and_scale(rgb):
     pil = Image.fromarray(rgb)
-    pp = {"mean": [100.0, 110.0, 120.0], "std": [2.0, 3.0, 4.0], "scale": 1.0, "channel_order": "BGR"}
+    pp = {"mean": [100.0, 110.0, 120.0], "std": [2.0, 3.0, 4.0], "scale": 1.0,
+          "channel_order": "BGR"}
     x = preprocess([pil], pp)
     ref = _ref([pil], mean=(100, 110, 120), std=(2, 3, 4), scale=1.0, bgr=True)
     np.testing.assert_allclose(x, ref, rtol=1e-6, atol=1e-5)
@@ -445,7 +448,7 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path, monkeypatch):
         write_bytes_atomic(tmp_path / "no" / "dir.bin", b"x")
 
 
-# ----------------------------------------------------------------------------- without cv2 / grad-cam
+# ---------------------------------------------------------------- without cv2 / grad-cam
 # (CI's fresh venv has neither; these pin the same behaviour without them)
 
 def test_jet_table_pinned():

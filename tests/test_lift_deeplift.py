@@ -1,9 +1,17 @@
 """deeplift rule == captum.attr.DeepLift(head, multiply_by_inputs=False), reference A0 = 0."""
 import pytest
 import torch.nn as nn
-
-from lift_heads import (ACTIVATIONS, CAPTUM_ACTIVATIONS, assert_close, captum_deeplift, conv_act_head,
-                        draw_activation, lift, pool_head, torchvision_runner)
+from lift_heads import (
+    ACTIVATIONS,
+    CAPTUM_ACTIVATIONS,
+    assert_close,
+    captum_deeplift,
+    conv_act_head,
+    draw_activation,
+    lift,
+    pool_head,
+    torchvision_runner,
+)
 
 RTOL = 1e-4
 

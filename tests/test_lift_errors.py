@@ -4,14 +4,32 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
+from lift_heads import (
+    ACTIVATIONS,
+    BNHead,
+    Runner,
+    ShapeOpsHead,
+    assert_close,
+    check_device_ops,
+    conv_act_head,
+    draw_activation,
+    export_head,
+    multipliers_model,
+    pool_head,
+    torch_grad,
+)
 from onnx import TensorProto, helper
 
 from liftcam.engine.errors import ExportError, UnsupportedOpError
-from liftcam.export.lift import (DEVICE_OPS, LIMITS, REFUSED, RULES, build_multipliers_model,
-                                 reference_values, supported_ops)
-from lift_heads import (ACTIVATIONS, BNHead, Runner, ShapeOpsHead, assert_close, check_device_ops,
-                        conv_act_head, draw_activation, export_head, multipliers_model, pool_head,
-                        torch_grad)
+from liftcam.export.lift import (
+    DEVICE_OPS,
+    LIMITS,
+    REFUSED,
+    RULES,
+    build_multipliers_model,
+    reference_values,
+    supported_ops,
+)
 
 
 def _hand_head(op_type, **attrs):

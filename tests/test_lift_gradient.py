@@ -1,9 +1,18 @@
 """gradient rule == torch autograd of logit[target] w.r.t. the activation."""
 import pytest
 import torch.nn as nn
-
-from lift_heads import (ACTIVATIONS, BNHead, ShapeOpsHead, assert_close, conv_act_head, draw_activation,
-                        lift, pool_head, torch_grad, torchvision_runner)
+from lift_heads import (
+    ACTIVATIONS,
+    BNHead,
+    ShapeOpsHead,
+    assert_close,
+    conv_act_head,
+    draw_activation,
+    lift,
+    pool_head,
+    torch_grad,
+    torchvision_runner,
+)
 
 TV_SPLITS = [
     ("vgg16", "features.29"),
@@ -67,7 +76,8 @@ def test_pooling(pool, hw):
 
 def test_maxpool_ties_break_like_torch():
     # post-ReLU zeros make whole windows tie: the gradient must go to the first element
-    head = nn.Sequential(nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Flatten(), nn.Linear(6 * 3 * 3, 4)).eval()
+    head = nn.Sequential(nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Flatten(),
+                         nn.Linear(6 * 3 * 3, 4)).eval()
     A = draw_activation((2, 6, 6, 6), seed=8, kind="normal") - 0.8
     A[:, :, :3, :3] = 0.25  # exact ties of positive values too
     _check(head, A, [0, 2])

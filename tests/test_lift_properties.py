@@ -6,9 +6,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from lift_heads import ACTIVATIONS, BNHead, Runner, assert_close, draw_activation, export_head, \
-    multipliers_model, pool_head
+from lift_heads import (
+    ACTIVATIONS,
+    BNHead,
+    Runner,
+    assert_close,
+    draw_activation,
+    export_head,
+    multipliers_model,
+    pool_head,
+)
 
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 

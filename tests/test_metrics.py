@@ -130,7 +130,8 @@ def test_linear_fall_gives_exact_half(steps):
     maps = np.random.default_rng(0).random((2, 5, 6))
     de = M.deletion_auc(FractionModel(), images, maps, 0, steps=steps)
     np.testing.assert_allclose(de.auc, [0.5, 0.5], atol=1e-12)
-    np.testing.assert_allclose(de.curves, np.broadcast_to(1 - de.fractions, (2, steps + 1)), atol=1e-12)
+    np.testing.assert_allclose(de.curves, np.broadcast_to(1 - de.fractions, (2, steps + 1)),
+                               atol=1e-12)
     ins = M.insertion_auc(FractionModel(), images, maps, 0, steps=steps, baseline="zero")
     np.testing.assert_allclose(ins.auc, [0.5, 0.5], atol=1e-12)
     assert de.fractions[0] == 0 and de.fractions[-1] == 1
@@ -141,7 +142,8 @@ def _linear_case(seed=1, n=2, h=6, w=6):
     rng = np.random.default_rng(seed)
     images = rng.uniform(0.1, 1.0, (n, 3, h, w)).astype(np.float32)
     weight = rng.uniform(-0.3, 0.3, (3, h, w))
-    contrib = (images.astype(np.float64) * weight).sum(axis=1)  # (N,H,W) per-pixel share of the logit
+    # (N,H,W) per-pixel share of the logit
+    contrib = (images.astype(np.float64) * weight).sum(axis=1)
     return images, weight, contrib
 
 
@@ -197,7 +199,8 @@ def test_blur_baseline():
     assert b.sum() == pytest.approx(1.0)
     # insertion from a blurred start: the first point is the model on the blurred image
     images, weight, contrib = _linear_case(seed=4, n=1)
-    res = M.insertion_auc(SumModel(weight), images, contrib, 0, steps=6, baseline="blur", blur_sigma=2.0)
+    res = M.insertion_auc(SumModel(weight), images, contrib, 0, steps=6, baseline="blur",
+                          blur_sigma=2.0)
     blurred = M.gaussian_blur(images, sigma=2.0)
     assert res.curves[0, 0] == pytest.approx(sigmoid((blurred[0] * weight).sum()), rel=1e-5)
     assert res.curves[0, -1] == pytest.approx(sigmoid(contrib.sum()), rel=1e-5)
@@ -275,7 +278,8 @@ def test_batch_size_does_not_change_results_and_bounds_calls():
         np.testing.assert_array_equal(results[bs][0].curves, results[1][0].curves)
         np.testing.assert_array_equal(results[bs][1].curves, results[1][1].curves)
         for key in results[1][2]:
-            np.testing.assert_array_equal(results[bs][2][key].per_image, results[1][2][key].per_image)
+            np.testing.assert_array_equal(results[bs][2][key].per_image,
+                                          results[1][2][key].per_image)
 
 
 # ------------------------------------------------------------- SHAP agreement
@@ -283,7 +287,8 @@ def test_batch_size_does_not_change_results_and_bounds_calls():
 
 def test_rankdata_average_ties():
     np.testing.assert_array_equal(M.rankdata([10, 20, 20, 30]), [1, 2.5, 2.5, 4])
-    np.testing.assert_array_equal(M.rankdata([[3, 1, 2], [5, 5, 5]], axis=1), [[3, 1, 2], [2, 2, 2]])
+    np.testing.assert_array_equal(M.rankdata([[3, 1, 2], [5, 5, 5]], axis=1),
+                                  [[3, 1, 2], [2, 2, 2]])
 
 
 def test_correlations_known_values(no_warnings):
@@ -303,7 +308,8 @@ def test_correlations_known_values(no_warnings):
     assert r.spearman[0] == pytest.approx(1.0) and r.pearson[0] < 0.99
     # Pearson of (1..5) and cubes, by hand
     sc = s[0] - s[0].mean()
-    assert r.pearson[0] == pytest.approx((np.arange(-2, 3) * sc).sum() / math.sqrt(10 * (sc * sc).sum()))
+    assert r.pearson[0] == pytest.approx(
+        (np.arange(-2, 3) * sc).sum() / math.sqrt(10 * (sc * sc).sum()))
     assert r.spearman[1] == pytest.approx(-1.0) and r.pearson[1] == pytest.approx(-1.0)
     assert r.spearman[2] == pytest.approx(0.8) and r.pearson[2] == pytest.approx(0.8)
     assert r.spearman[3] == pytest.approx(0.9)
@@ -320,11 +326,13 @@ def test_constant_vectors_give_zero_correlation_and_a_flag(no_warnings):
     assert r.l2_normalised[1] == 0.0 and r.l2_relative[1] == 0.0
     assert np.isfinite(r.l2_normalised).all()
     r = M.coefficient_agreement([[1.0, 2.0]], [[0.0, 0.0]], top_k=1)
-    assert r.l2_relative[0] == np.inf and r.l2_normalised[0] == pytest.approx(1.0) and r.degenerate[0]
+    assert (r.l2_relative[0] == np.inf and r.l2_normalised[0] == pytest.approx(1.0)
+            and r.degenerate[0])
 
 
 def test_l2_errors_and_topk_by_hand():
-    r = M.coefficient_agreement([[2.0, 4.0, 6.0], [1.0, 0.0, 0.0]], [[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]], top_k=1)
+    r = M.coefficient_agreement([[2.0, 4.0, 6.0], [1.0, 0.0, 0.0]],
+                                [[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]], top_k=1)
     np.testing.assert_allclose(r.l2_normalised, [0.0, math.sqrt(2)])
     np.testing.assert_allclose(r.l2_relative, [1.0, math.sqrt(2)])
     np.testing.assert_array_equal(r.topk_overlap, [1.0, 0.0])
@@ -390,7 +398,8 @@ def test_validation_errors():
     raises("baseline must be", M.deletion_auc, model, img, maps, 0, baseline="black")
     raises("broadcast", M.deletion_auc, model, img, maps, 0, baseline=np.zeros((2, 3)))
     raises("logits of shape", M.deletion_auc, lambda x: np.zeros(len(x)), img, maps, 0)
-    raises("NaN or Inf logits", M.deletion_auc, lambda x: np.full((len(x), 2), np.nan), img, maps, 0)
+    raises("NaN or Inf logits", M.deletion_auc, lambda x: np.full((len(x), 2), np.nan),
+           img, maps, 0)
     raises("callable", M.deletion_auc, "model.onnx", img, maps, 0)
 
     mask = np.zeros((2, 4, 4), dtype=bool)
@@ -405,9 +414,12 @@ def test_validation_errors():
     raises("same shape", M.coefficient_agreement, np.ones((2, 3)), np.ones((2, 4)))
     raises("top_k", M.coefficient_agreement, np.ones((2, 3)), np.ones((2, 3)), top_k=4)
     raises(r"\(N, K\)", M.coefficient_agreement, np.ones(3), np.ones(3))
-    raises("non-negative", M.coefficient_agreement, np.ones((1, 3)), np.ones((1, 3)), -np.ones((1, 3)), top_k=1)
-    raises("real numbers", M.coefficient_agreement, np.ones((1, 3), dtype=bool), np.ones((1, 3)), top_k=1)
-    raises("'value' or 'abs'", M.coefficient_agreement, np.ones((1, 3)), np.ones((1, 3)), top_k=1, by="rank")
+    raises("non-negative", M.coefficient_agreement, np.ones((1, 3)), np.ones((1, 3)),
+           -np.ones((1, 3)), top_k=1)
+    raises("real numbers", M.coefficient_agreement, np.ones((1, 3), dtype=bool), np.ones((1, 3)),
+           top_k=1)
+    raises("'value' or 'abs'", M.coefficient_agreement, np.ones((1, 3)), np.ones((1, 3)),
+           top_k=1, by="rank")
 
 
 def test_inputs_are_not_modified():
@@ -426,5 +438,6 @@ def test_default_steps_and_channel_axis_maps():
     maps = np.random.default_rng(8).random((1, 1, 4, 4))  # (N, 1, H, W) is accepted
     res = M.deletion_auc(FractionModel(), images, maps, 0)
     assert res.curves.shape == (1, 17)  # min(32, 16 pixels) steps
-    res = M.deletion_auc(FractionModel(), np.ones((1, 3, 8, 8), dtype=np.float32), np.zeros((1, 8, 8)), 0)
+    res = M.deletion_auc(FractionModel(), np.ones((1, 3, 8, 8), dtype=np.float32),
+                         np.zeros((1, 8, 8)), 0)
     assert res.curves.shape == (1, 33)

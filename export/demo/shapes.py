@@ -17,7 +17,8 @@ gives bit-identical arrays on every platform.
 API::
 
     CLASSES                                    # tuple of class names, index = label
-    make_dataset(n, seed, size=64)             # -> images uint8 (n,H,W,3), labels int64 (n,), masks bool (n,H,W)
+    make_dataset(n, seed, size=64)             # -> images uint8 (n,H,W,3), labels int64 (n,),
+                                               #    masks bool (n,H,W)
     make_image(rng, label, size=64)            # -> image uint8 (H,W,3), mask bool (H,W)
     make_image(rng, label, size, return_spec=True)  # -> image, mask, ObjectSpec
     object_mask(spec, size)                    # redraw the object alone: bool (H,W)
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -121,7 +122,8 @@ def object_polygons(spec: ObjectSpec):
     if outline is None:
         return None
     c, s = math.cos(spec.angle), math.sin(spec.angle)
-    return [[(spec.cx + x * c - y * s, spec.cy + x * s + y * c) for x, y in poly] for poly in outline]
+    return [[(spec.cx + x * c - y * s, spec.cy + x * s + y * c) for x, y in poly]
+            for poly in outline]
 
 
 def _draw_object(draw: ImageDraw.ImageDraw, spec: ObjectSpec, fill) -> None:

@@ -1,11 +1,11 @@
-"""``liftcam explain BUNDLE INPUTS -o OUT``: thin over :func:`liftcam.engine.pipeline.explain_files`."""
+"""``liftcam explain BUNDLE INPUTS -o OUT``: thin over
+:func:`liftcam.engine.pipeline.explain_files`."""
 from __future__ import annotations
 
 import sys
 import time
 
-from liftcam.cli.common import (EXIT_OK, EXIT_PARTIAL, methods_arg, method_choices,
-                                positive_arg, say)
+from liftcam.cli.common import EXIT_OK, EXIT_PARTIAL, method_choices, methods_arg, positive_arg, say
 
 
 def add_parser(sub):
