@@ -60,6 +60,14 @@
 #define LIFTCAM_POS_INF_BITS 0x7f800000u
 #define LIFTCAM_FLT_MAX 3.402823466e+38f
 
+/* The geometry both upsampling kernels start from (h,w -> H,W; grid-stride over H*W). */
+#define LC_UPSAMPLE_GEOMETRY                                              \
+    const float sy = (float)h / (float)H;                                 \
+    const float sx = (float)w / (float)W;                                 \
+    const size_t HW = (size_t)H * (size_t)W;                              \
+    const size_t hw = (size_t)h * (size_t)w;                              \
+    const size_t stride = (size_t)gridDim.x * (size_t)blockDim.x;
+
 /* ------------------------------------------------------------------------ helpers */
 static __device__ __forceinline__ float lc_warp_sum(float v)
 {
@@ -216,11 +224,7 @@ extern "C" __global__ void liftcam_upsample_minmax(const float* __restrict__ low
 {
     __shared__ float s_min[32];
     __shared__ float s_max[32];
-    const float sy = (float)h / (float)H;
-    const float sx = (float)w / (float)W;
-    const size_t HW = (size_t)H * (size_t)W;
-    const size_t hw = (size_t)h * (size_t)w;
-    const size_t stride = (size_t)gridDim.x * (size_t)blockDim.x;
+    LC_UPSAMPLE_GEOMETRY
     for (int n = (int)blockIdx.y; n < N; n += (int)gridDim.y) {
         const float* L = low + (size_t)n * hw;
         float vmin = __uint_as_float(LIFTCAM_POS_INF_BITS);
@@ -259,11 +263,7 @@ extern "C" __global__ void liftcam_upsample_normalise(const float* __restrict__ 
                                                      float* __restrict__ maps,
                                                      int N, int h, int w, int H, int W)
 {
-    const float sy = (float)h / (float)H;
-    const float sx = (float)w / (float)W;
-    const size_t HW = (size_t)H * (size_t)W;
-    const size_t hw = (size_t)h * (size_t)w;
-    const size_t stride = (size_t)gridDim.x * (size_t)blockDim.x;
+    LC_UPSAMPLE_GEOMETRY
     for (int n = (int)blockIdx.y; n < N; n += (int)gridDim.y) {
         const float* L = low + (size_t)n * hw;
         float* out = maps + (size_t)n * HW;

@@ -57,6 +57,16 @@ def _confidence_probs(predict, images, maps, targets, baseline, batch_size, blur
     return probs[:n], [probs[j * n:(j + 1) * n] for j in range(1, n_blocks)]
 
 
+def _result(score, y, o) -> ConfidenceResult:
+    per = score(y, o)
+    return ConfidenceResult(float(per.mean()), per, y, o)
+
+
+def _increase(y: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """100 where the probability rose (strictly), else 0."""
+    return np.where(o > y, 100.0, 0.0)
+
+
 def _drop(y: np.ndarray, o: np.ndarray) -> np.ndarray:
     """max(0, Y - O) / Y * 100, with 0/0 := 0 (a zero Y cannot drop)."""
     num = np.maximum(0.0, y - o)
@@ -73,8 +83,7 @@ def average_drop(predict: Predict, images, maps, targets, batch_size: int = 64,
     """
     y, (o,) = _confidence_probs(predict, images, maps, targets, baseline, batch_size,
                                 blur_sigma, ("keep",))
-    per = _drop(y, o)
-    return ConfidenceResult(float(per.mean()), per, y, o)
+    return _result(_drop, y, o)
 
 
 def increase_in_confidence(predict: Predict, images, maps, targets, batch_size: int = 64,
@@ -86,8 +95,7 @@ def increase_in_confidence(predict: Predict, images, maps, targets, batch_size: 
     """
     y, (o,) = _confidence_probs(predict, images, maps, targets, baseline, batch_size,
                                 blur_sigma, ("keep",))
-    per = np.where(o > y, 100.0, 0.0)
-    return ConfidenceResult(float(per.mean()), per, y, o)
+    return _result(_increase, y, o)
 
 
 def average_drop_in_deletion(predict: Predict, images, maps, targets, batch_size: int = 64,
@@ -100,8 +108,7 @@ def average_drop_in_deletion(predict: Predict, images, maps, targets, batch_size
     """
     y, (d,) = _confidence_probs(predict, images, maps, targets, baseline, batch_size,
                                 blur_sigma, ("delete",))
-    per = _drop(y, d)
-    return ConfidenceResult(float(per.mean()), per, y, d)
+    return _result(_drop, y, d)
 
 
 def confidence_metrics(predict: Predict, images, maps, targets, batch_size: int = 64,
@@ -113,9 +120,8 @@ def confidence_metrics(predict: Predict, images, maps, targets, batch_size: int 
     """
     y, (o, d) = _confidence_probs(predict, images, maps, targets, baseline, batch_size, blur_sigma,
                                   ("keep", "delete"))
-    ad, ic, add = _drop(y, o), np.where(o > y, 100.0, 0.0), _drop(y, d)
     return {
-        "average_drop": ConfidenceResult(float(ad.mean()), ad, y, o),
-        "increase_in_confidence": ConfidenceResult(float(ic.mean()), ic, y, o),
-        "average_drop_in_deletion": ConfidenceResult(float(add.mean()), add, y, d),
+        "average_drop": _result(_drop, y, o),
+        "increase_in_confidence": _result(_increase, y, o),
+        "average_drop_in_deletion": _result(_drop, y, d),
     }
