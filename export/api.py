@@ -12,6 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from liftcam.contract import (
+    ALPHA_DEEPLIFT,
+    EXPLAIN,
+    EXPLAIN_GRADCAM,
+    EXPLAIN_RAW,
+    FEATURES,
+    HEAD,
+    RULES,
+    multipliers_role,
+)
 from liftcam.engine.errors import ExportError, LayerError
 
 VERIFY_RTOL = 1e-4
@@ -68,6 +78,7 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
     from liftcam.export.bundle_writer import write_bundle
     from liftcam.export.fuse import build_explain_model
     from liftcam.export.partial_sums import NotApplicable, build_alpha_model
+    from liftcam.export.raw import build_raw_model
     from liftcam.export.split import _graph_input, split, strip_final_softmax
 
     model, stripped = strip_final_softmax(model)
@@ -75,18 +86,24 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
     features, head = split(model, tensor, act_shape)
     errors = [_check_split(features, head, image_name, x, y, stripped) for x, y in verify_inputs]
     num_classes = int(verify_inputs[0][1].shape[1])
-    models = {"features": features, "head": head}
-    for rule in ("deeplift", "gradient"):
-        models[f"multipliers_{rule}"] = lift.build_multipliers_model(head, rule)
-    try:   # DESIGN §5: α by channel-partial sums of the first dense layer, where valid
-        models["alpha_deeplift"] = build_alpha_model(head, features, act_shape,
-                                                     multipliers=models["multipliers_deeplift"])
+    models = {FEATURES: features, HEAD: head}
+    for rule in RULES:
+        models[multipliers_role(rule)] = lift.build_multipliers_model(head, rule)
+    deeplift = models[multipliers_role("deeplift")]
+    try:   # DESIGN.md §5: α by channel-partial sums of the first dense layer, where valid
+        models[ALPHA_DEEPLIFT] = build_alpha_model(head, features, act_shape,
+                                                   multipliers=deeplift)
     except NotApplicable:
         pass
-    models["explain"] = build_explain_model(features, models["multipliers_deeplift"], "liftcam")
-    models["explain_gradcam"] = build_explain_model(features, models["multipliers_gradient"],
-                                                    "gradcam")
+    models[EXPLAIN] = build_explain_model(features, deeplift, "liftcam")
+    models[EXPLAIN_GRADCAM] = build_explain_model(
+        features, models[multipliers_role("gradient")], "gradcam")
     in_shape = [d.dim_value for d in _graph_input(model).type.tensor_type.shape.dim[1:]]
+    try:   # DESIGN.md §8: raw pixels in, the map at the image's own size out
+        models[EXPLAIN_RAW] = build_raw_model(models[EXPLAIN], meta["preprocessing"], in_shape)
+        raw_note = None
+    except ExportError as exc:
+        raw_note = str(exc)
     manifest = {
         "liftcam_version": _version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -107,6 +124,8 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
         "verification": {"max_relative_error": max(errors), "rtol": VERIFY_RTOL,
                          "batch_sizes": [int(x.shape[0]) for x, _ in verify_inputs]},
     }
+    if raw_note is not None:
+        manifest["explain_raw_skipped"] = raw_note
     labels = meta.get("labels")
     if labels is not None and len(labels) != num_classes:
         raise ExportError(f"{len(labels)} labels given for a model with {num_classes} classes")

@@ -139,3 +139,22 @@ def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def add_graph(bundle, role: str, model: onnx.ModelProto) -> Path:
+    """Add the graph ``role`` to an existing, verified bundle: its weights point into the
+    bundle's ``weights.bin`` where the payload is already there (nothing stored twice; others
+    stay inside the graph), the file is written atomically and the manifest lists it."""
+    from liftcam.engine.atomic import write_bytes_atomic
+
+    root = Path(bundle.path)
+    graphs = [onnx.load(str(bundle.graph(r)), load_external_data=False)
+              for r in bundle.manifest["graphs"]]
+    externalize([model], root / WEIGHTS, stored=stored_payloads(graphs, root / WEIGHTS))
+    name = GRAPH_FILES[role]
+    write_bytes_atomic(root / name, model.SerializeToString())
+    manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    manifest["graphs"][role] = name
+    manifest["files"][name] = file_entry(root / name)
+    write_bytes_atomic(root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return root / name

@@ -258,25 +258,13 @@ def add_to_bundle(bundle_dir) -> bool:
     Returns False (bundle unchanged) when the head does not allow partial sums. Until the
     exporter builds this graph itself, this is the post-export step that enables it.
     """
-    import json
-    from pathlib import Path
-
-    from liftcam.contract import (
-        ALPHA_DEEPLIFT,
-        FEATURES,
-        GRAPH_FILES,
-        HEAD,
-        MANIFEST,
-        WEIGHTS,
-        multipliers_role,
-    )
+    from liftcam.contract import ALPHA_DEEPLIFT, FEATURES, HEAD, multipliers_role
     from liftcam.engine.bundle import load_bundle
-    from liftcam.export.bundle_writer import externalize, file_entry, stored_payloads
+    from liftcam.export.bundle_writer import add_graph
 
     bundle = load_bundle(bundle_dir)
     if ALPHA_DEEPLIFT in bundle.manifest["graphs"]:
         return True            # the exporter already built it
-    root = Path(bundle.path)
     load = lambda role: onnx.load(str(bundle.graph(role)))  # noqa: E731
     head, features = load(HEAD), load(FEATURES)
     mult = load(multipliers_role("deeplift"))
@@ -284,13 +272,5 @@ def add_to_bundle(bundle_dir) -> bool:
         model = build_alpha_model(head, features, bundle.activation_shape, multipliers=mult)
     except NotApplicable:
         return False
-    graphs = [onnx.load(str(bundle.graph(role)), load_external_data=False)
-              for role in bundle.manifest["graphs"]]
-    externalize([model], root / WEIGHTS, stored=stored_payloads(graphs, root / WEIGHTS))
-    name = GRAPH_FILES[ALPHA_DEEPLIFT]
-    (root / name).write_bytes(model.SerializeToString())
-    manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    manifest["graphs"][ALPHA_DEEPLIFT] = name
-    manifest["files"][name] = file_entry(root / name)
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    add_graph(bundle, ALPHA_DEEPLIFT, model)
     return True

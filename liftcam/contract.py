@@ -18,6 +18,8 @@ MULTIPLIERS = "multipliers"        # DeepLIFT multipliers or gradients of y_c w.
 ALPHA = "alpha"                    # LIFT-CAM's coefficients (N, K) from the α graph
 COEFFICIENTS = "weights"           # explain graphs: per-channel coefficients (N, K)
 MAP = "map"                        # explain graphs: the map (N, H, W) in [0, 1]
+PIXELS = "pixels"                  # explain_raw: decoded uint8 RGB [H, W, 3] or [N, H, W, 3]
+OVERLAY = "overlay"                # explain_raw: uint8 [N, H, W, 3], the heatmap over the image
 
 # ------------------------------------------------------------------ graph roles
 RULES = ("deeplift", "gradient")   # the two multiplier rules (export/lift)
@@ -31,6 +33,7 @@ def multipliers_role(rule: str) -> str:
 FEATURES, HEAD = "features", "head"
 EXPLAIN, EXPLAIN_GRADCAM = "explain", "explain_gradcam"
 ALPHA_DEEPLIFT = "alpha_deeplift"  # optional: α by channel-partial sums (DESIGN.md §5)
+EXPLAIN_RAW = "explain_raw"        # optional: raw pixels in, map at the image's size out
 
 #: graph role -> file name in the bundle directory
 GRAPH_FILES = {
@@ -41,6 +44,7 @@ GRAPH_FILES = {
     EXPLAIN: "explain.onnx",
     EXPLAIN_GRADCAM: "explain_gradcam.onnx",
     ALPHA_DEEPLIFT: "alpha_deeplift.onnx",
+    EXPLAIN_RAW: "explain_raw.onnx",
 }
 #: roles every bundle must have; the others are optional
 REQUIRED_GRAPHS = (FEATURES, HEAD, multipliers_role("deeplift"), multipliers_role("gradient"))
