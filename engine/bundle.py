@@ -13,7 +13,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from liftcam.contract import FORMAT_VERSION, GRAPH_FILES, MANIFEST, REQUIRED_GRAPHS, WEIGHTS  # noqa: F401  (re-exported for callers)
+from liftcam.contract import (  # noqa: F401  (re-exported for callers)
+    FORMAT_VERSION,
+    GRAPH_FILES,
+    LAYOUTS,
+    MANIFEST,
+    REQUIRED_GRAPHS,
+    WEIGHTS,
+)
 from liftcam.engine.errors import BundleError
 from liftcam.engine.onnx_scan import external_data_locations
 
@@ -54,9 +61,20 @@ class Bundle:
         return self.manifest.get("labels")
 
     @property
+    def layout(self) -> str:
+        """The input's layout: "NCHW" or "NHWC" (channels last, e.g. from Keras)."""
+        return self.manifest["input"].get("layout", "NCHW")
+
+    @property
     def input_shape(self) -> tuple:
-        """(C, H, W) of one image."""
+        """The shape of one image in the model's own layout: (C, H, W) or (H, W, C)."""
         return tuple(self.manifest["input"]["shape"][1:])
+
+    @property
+    def image_hw(self) -> tuple:
+        """(H, W) of the model's input, whatever its layout."""
+        s = self.input_shape
+        return (s[1], s[2]) if self.layout == "NCHW" else (s[0], s[1])
 
     @property
     def activation_shape(self) -> tuple:
@@ -102,6 +120,9 @@ def _check_manifest(m, where: Path) -> None:
                 or not all(isinstance(d, int) and d > 0 for d in shape[1:])):
             raise BundleError(f"{where}: malformed manifest: {key}.shape must be "
                               f"[null, C, H, W] with positive ints, got {shape!r}")
+    if m["input"].get("layout", "NCHW") not in LAYOUTS:
+        raise BundleError(f"{where}: malformed manifest: input.layout must be one of "
+                          f"{list(LAYOUTS)}, got {m['input'].get('layout')!r}")
     if m["num_classes"] <= 0:
         raise BundleError(f"{where}: malformed manifest: num_classes must be > 0")
     labels = m.get("labels")

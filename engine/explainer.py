@@ -97,15 +97,15 @@ class Explainer:
 
     # ---------------------------------------------------------------- validation
     def _check_images(self, x) -> np.ndarray:
-        C, H, W = self.bundle.input_shape
+        shape = self.bundle.input_shape
+        want = "(N," + ",".join(map(str, shape)) + f") ({self.bundle.layout})"
         if not isinstance(x, np.ndarray):
-            raise InputError(f"x must be a numpy array (N,{C},{H},{W}) float32, got "
+            raise InputError(f"x must be a numpy array {want} float32, got "
                              f"{type(x).__name__}")
         if x.dtype != np.float32:
             raise InputError(f"x must be float32, got {x.dtype}; use x.astype(np.float32)")
-        if x.ndim != 4 or x.shape[1:] != (C, H, W):
-            raise InputError(f"x must have shape (N,{C},{H},{W}) (preprocessed images), got "
-                             f"{x.shape}")
+        if x.ndim != 4 or x.shape[1:] != shape:
+            raise InputError(f"x must have shape {want} (preprocessed images), got {x.shape}")
         if x.shape[0] == 0:
             raise InputError("x is an empty batch (N = 0); pass at least one image")
         if not np.isfinite(x).all():
@@ -229,7 +229,7 @@ class Explainer:
             return self._liftcam_alpha(x, A, t)
         b = _methods.Batch(self, x, A, t, progress=tick)
         weights, S, extra = spec.fn(b, **options)
-        low_res, maps = tail.finish(S, x.shape[2:])
+        low_res, maps = tail.finish(S, self.bundle.image_hw)
         arrays = {"logits": b.logits, "targets": b.targets, "weights": weights,
                   "low_res": low_res, "maps": maps}
         return arrays, extra
@@ -262,7 +262,7 @@ class Explainer:
         logits_v, M = b2.get_outputs()
         logits = logits_v.numpy()
         targets = t if t is not None else np.argmax(logits, axis=1).astype(np.int64)
-        N, (K, h, w), (H, W) = len(x), self.bundle.activation_shape, x.shape[2:]
+        N, (K, h, w), (H, W) = len(x), self.bundle.activation_shape, self.bundle.image_hw
         if not self.use_kernel:
             A_h, M_h = A.numpy(), M.numpy()
             weights = tail.liftcam_coefficients(A_h, M_h)
@@ -288,6 +288,6 @@ class Explainer:
         logits, w = self.session(ALPHA_DEEPLIFT).run([LOGITS, ALPHA],
                                                      {ACTIVATION: A, TARGET: feed_t})
         targets = np.argmax(logits, axis=1).astype(np.int64) if t is None else t
-        low_res, maps = tail.finish(tail.weighted_sum(A, w), x.shape[2:])
+        low_res, maps = tail.finish(tail.weighted_sum(A, w), self.bundle.image_hw)
         return {"logits": logits, "targets": targets, "weights": w, "low_res": low_res,
                 "maps": maps}, {}

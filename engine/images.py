@@ -307,11 +307,15 @@ def _center_crop(a: np.ndarray, ch: int, cw: int) -> np.ndarray:
     return a[top:top + ch, left:left + cw]
 
 
-def preprocess(images: Sequence[Image.Image], preprocessing: dict) -> np.ndarray:
-    """Resize / crop / scale / normalise images into a ``float32 (N, 3, H, W)`` array.
+def preprocess(images: Sequence[Image.Image], preprocessing: dict,
+               layout: str = "NCHW") -> np.ndarray:
+    """Resize / crop / scale / normalise images into a ``float32 (N, 3, H, W)`` array, or
+    ``(N, H, W, 3)`` with ``layout="NHWC"`` (a bundle's ``layout``).
 
     ``images``: a non-empty list of PIL images (non-RGB modes are converted with
     :func:`to_rgb`). ``preprocessing``: see the module docstring."""
+    if layout not in ("NCHW", "NHWC"):
+        raise InputError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
     p = validate_preprocessing(preprocessing)
     if isinstance(images, Image.Image):
         images = [images]
@@ -353,6 +357,8 @@ def preprocess(images: Sequence[Image.Image], preprocessing: dict) -> np.ndarray
     mean = np.asarray(p["mean"], dtype=np.float32)
     std = np.asarray(p["std"], dtype=np.float32)
     batch = (batch / np.float32(p["scale"]) - mean) / std
+    if layout == "NHWC":
+        return np.ascontiguousarray(batch, dtype=np.float32)
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
 
 

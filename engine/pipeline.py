@@ -266,7 +266,7 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
             for path, stem in zip(files[s:s + batch_size], stems[s:s + batch_size]):
                 try:
                     img = load_image(path, max_pixels=max_pixels)
-                    loaded.append((path, stem, img, preprocess([img], pre)))
+                    loaded.append((path, stem, img, preprocess([img], pre, bundle.layout)))
                 except ISOLATED as exc:
                     fail(path, _one_line(exc))
                     bar.update(steps)

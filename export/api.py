@@ -95,12 +95,14 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
                                                    multipliers=deeplift)
     except NotApplicable:
         pass
-    models[EXPLAIN] = build_explain_model(features, deeplift, "liftcam")
+    layout = meta.get("layout", "NCHW")
+    models[EXPLAIN] = build_explain_model(features, deeplift, "liftcam", layout)
     models[EXPLAIN_GRADCAM] = build_explain_model(
-        features, models[multipliers_role("gradient")], "gradcam")
+        features, models[multipliers_role("gradient")], "gradcam", layout)
     in_shape = [d.dim_value for d in _graph_input(model).type.tensor_type.shape.dim[1:]]
     try:   # DESIGN.md §8: raw pixels in, the map at the image's own size out
-        models[EXPLAIN_RAW] = build_raw_model(models[EXPLAIN], meta["preprocessing"], in_shape)
+        models[EXPLAIN_RAW] = build_raw_model(models[EXPLAIN], meta["preprocessing"], in_shape,
+                                              layout=layout)
         raw_note = None
     except ExportError as exc:
         raw_note = str(exc)
@@ -108,7 +110,7 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
         "liftcam_version": _version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "source": meta["source"],
-        "input": {"name": image_name, "layout": "NCHW", "shape": [None, *in_shape],
+        "input": {"name": image_name, "layout": layout, "shape": [None, *in_shape],
                   "dtype": "float32"},
         "preprocessing": meta["preprocessing"],
         "target_layer": meta["target_layer"],
@@ -136,9 +138,11 @@ def _default_out_dir(out_dir, stem) -> Path:
     return Path(out_dir) if out_dir is not None else Path(f"{stem}.liftcam")
 
 
-def _preprocessing(input_shape, preprocessing):
+def _preprocessing(hw, preprocessing):
+    """The recorded preprocessing: ImageNet's mean/std, resize to the input's (H, W), and the
+    caller's overrides."""
     pre = dict(IMAGENET_PREPROCESSING)
-    pre["resize"] = [int(input_shape[1]), int(input_shape[2])]
+    pre["resize"] = [int(hw[0]), int(hw[1])]
     if preprocessing:
         pre.update(preprocessing)
     return pre
@@ -192,7 +196,7 @@ def export_model(model, target_layer=None, input_shape=(3, 224, 224), out_dir=No
     meta = {
         "source": {"kind": "pytorch", "class": type(model).__name__},
         "target_layer": {"name": name, "aliases": aliases, "tensor": tensor},
-        "preprocessing": _preprocessing(input_shape, preprocessing),
+        "preprocessing": _preprocessing(input_shape[1:], preprocessing),
         "labels": list(labels) if labels is not None else None,
         "versions": {"torch": torch.__version__},
     }
@@ -220,27 +224,17 @@ def _load_onnx(path):
     return model
 
 
-def _onnx_input_shape(model, input_shape):
-    from liftcam.export.split import _graph_input
-
-    dims = _graph_input(model).type.tensor_type.shape.dim
-    if input_shape is not None:
-        return tuple(int(d) for d in input_shape)
-    shape = tuple(d.dim_value for d in dims[1:])
-    if len(shape) != 3 or not all(shape):
-        raise ExportError(f"the ONNX input has no static (C, H, W) shape ({shape}); pass "
-                          "input_shape=(C, H, W)")
-    return shape
-
-
 def export_onnx(path, activation=None, out_dir=None, input_shape=None, labels=None,
-                preprocessing=None, overwrite=False):
+                preprocessing=None, overwrite=False, layout=None):
     """Split an ONNX classifier at the tensor named ``activation`` and write a bundle.
 
     ``activation`` None picks the last 4-D activation before global pooling / flattening.
-    The model's batch axis is made dynamic; a model whose graph hard-codes its batch size is
-    refused at verification.
+    ``layout``: "NCHW" or "NHWC" (channels last, as tf2onnx writes Keras models); None detects
+    it and refuses when the graph does not tell. ``input_shape``: one image's shape in that
+    layout, needed when the file declares symbolic sizes. The model's batch axis is made
+    dynamic; a model whose graph hard-codes its batch size is refused at verification.
     """
+    from liftcam.export.onnx_input import fix_input_dims, image_hw, input_layout, input_shape_of
     from liftcam.export.split import (
         _graph_input,
         activation_shapes,
@@ -251,7 +245,9 @@ def export_onnx(path, activation=None, out_dir=None, input_shape=None, labels=No
     )
 
     model = _load_onnx(path)
-    input_shape = _onnx_input_shape(model, input_shape)
+    layout = input_layout(model, layout, input_shape)
+    input_shape = input_shape_of(model, input_shape, layout)
+    fix_input_dims(model, input_shape)
     original = type(model)()
     original.CopyFrom(model)
     make_batch_dynamic(model)
@@ -284,15 +280,16 @@ def export_onnx(path, activation=None, out_dir=None, input_shape=None, labels=No
         verify.append((x, y))
     meta = {
         "source": {"kind": "onnx", "file": Path(path).name},
+        "layout": layout,
         "target_layer": {"name": activation, "aliases": [], "tensor": activation},
-        "preprocessing": _preprocessing(input_shape, preprocessing),
+        "preprocessing": _preprocessing(image_hw(input_shape, layout), preprocessing),
         "labels": list(labels) if labels is not None else None,
     }
     return _bundle_from_onnx(model, activation, tuple(act_shape), verify,
                              _default_out_dir(out_dir, Path(path).stem), meta, overwrite)
 
 
-def candidate_layers(model_or_path, input_shape=(3, 224, 224)) -> list:
+def candidate_layers(model_or_path, input_shape=(3, 224, 224), layout=None) -> list:
     """The layers a model can be cut at (4-D outputs), best candidates first.
 
     Each entry is a dict: ``name`` (module name, or tensor name for ONNX), ``tensor``, ``shape``
@@ -303,8 +300,12 @@ def candidate_layers(model_or_path, input_shape=(3, 224, 224)) -> list:
     from liftcam.export.split import candidates, make_batch_dynamic
 
     if isinstance(model_or_path, (str, Path)):
+        from liftcam.export.onnx_input import fix_input_dims, input_layout, input_shape_of
+
         model = _load_onnx(model_or_path)
-        shape = _onnx_input_shape(model, None if input_shape == (3, 224, 224) else input_shape)
+        given = None if input_shape == (3, 224, 224) else input_shape
+        shape = input_shape_of(model, given, input_layout(model, layout, given))
+        fix_input_dims(model, shape)
         make_batch_dynamic(model)
         return [c.as_dict() for c in candidates(model, shape)]
     from liftcam.export.capture import torch_to_onnx

@@ -44,17 +44,19 @@ def prefixed(model: onnx.ModelProto, prefix: str, keep: set, rename=None):
 
 
 def build_explain_model(features: onnx.ModelProto, multipliers: onnx.ModelProto,
-                        method: str) -> onnx.ModelProto:
-    """One graph: image, target -> logits, weights, map. ``method``: "liftcam" or "gradcam"."""
+                        method: str, layout: str = "NCHW") -> onnx.ModelProto:
+    """One graph: image, target -> logits, weights, map. ``method``: "liftcam" or "gradcam";
+    ``layout``: the image's, "NCHW" or "NHWC" (the map is (N, H, W) either way)."""
     if method not in ("liftcam", "gradcam"):
         raise ValueError(f"explain.onnx supports 'liftcam' and 'gradcam', not {method!r}")
     image_vi = _graph_input(features)
-    C, H, W = (d.dim_value for d in image_vi.type.tensor_type.shape.dim[1:])
+    dims = [d.dim_value for d in image_vi.type.tensor_type.shape.dim[1:]]
+    H, W = (dims[1], dims[2]) if layout == "NCHW" else (dims[0], dims[1])
     K, h, w = (d.dim_value for d in features.graph.output[0].type.tensor_type.shape.dim[1:])
     f_nodes, f_inits = prefixed(features, "features/", {image_vi.name, ACTIVATION})
     m_nodes, m_inits = prefixed(multipliers, "lift/", {ACTIVATION, TARGET, LOGITS, MULTIPLIERS})
     t = GraphBuilder(default_opset(features), name=f"liftcam_explain_{method}", prefix="tail/")
-    t.add_input(IMAGE, TensorProto.FLOAT, ["N", C, H, W])
+    t.add_input(IMAGE, TensorProto.FLOAT, ["N", *dims])
     t.add_input(TARGET, TensorProto.INT64, ["N"])
     if image_vi.name != IMAGE:
         t.add_node(helper.make_node("Identity", [IMAGE], [image_vi.name], name="features/input"))

@@ -159,14 +159,15 @@ def _overlay(b: GraphBuilder, x: str, cam: str, alpha: float) -> str:
 
 
 def build_raw_model(explain: onnx.ModelProto, preprocessing: dict, input_shape,
-                    alpha: float = 0.5) -> onnx.ModelProto:
+                    alpha: float = 0.5, layout: str = "NCHW") -> onnx.ModelProto:
     """``explain_raw.onnx`` from a bundle's ``explain.onnx`` and its preprocessing.
-    ``input_shape``: the model's (C, H, W) (NCHW models only)."""
+    ``input_shape``: one image's shape in the model's ``layout`` ((C, H, W) or (H, W, C))."""
     pre = validate_preprocessing(preprocessing)
     if pre["resize_mode"] not in RESIZE_MODES:
         raise ExportError(f"preprocessing resize_mode {pre['resize_mode']!r} has no ONNX "
                           f"Resize equivalent; explain_raw.onnx supports {list(RESIZE_MODES)}")
-    C, H, W = (int(d) for d in input_shape)
+    s = [int(d) for d in input_shape]
+    C, H, W = (s[0], s[1], s[2]) if layout == "NCHW" else (s[2], s[0], s[1])
     if C != 3:
         raise ExportError(f"explain_raw.onnx needs a 3-channel model input, got C={C}")
     crop = pre["center_crop"]
@@ -184,6 +185,8 @@ def build_raw_model(explain: onnx.ModelProto, preprocessing: dict, input_shape,
     resized, rhw = _resize(b, nchw, hw, pre)
     cropped, corner = _crop(b, resized, rhw, crop)
     image = _normalise(b, cropped, pre)
+    if layout == "NHWC":
+        image = b.op("Transpose", image, perm=[0, 2, 3, 1])
     keep = {TARGET, LOGITS, COEFFICIENTS}
     nodes, inits = prefixed(explain, "explain/", keep, rename={IMAGE: image})
     for node in nodes:
@@ -210,5 +213,6 @@ def add_to_bundle(bundle_dir, alpha: float = 0.5) -> Path:
 
     bundle = load_bundle(bundle_dir)
     model = build_raw_model(onnx.load(str(bundle.graph(EXPLAIN))),
-                            bundle.manifest["preprocessing"], bundle.input_shape, alpha=alpha)
+                            bundle.manifest["preprocessing"], bundle.input_shape, alpha=alpha,
+                            layout=bundle.layout)
     return add_graph(bundle, EXPLAIN_RAW, model)

@@ -73,8 +73,22 @@ def producers(graph: onnx.GraphProto) -> dict:
     return {out: node for node in graph.node for out in node.output if out}
 
 
+#: ops that can follow the final Softmax without changing what it means: no-ops on (N, C)
+#: probabilities (paddle2onnx ends in Softmax -> Identity; others add a Cast or a Reshape)
+TRAILING_NO_OPS = {"Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def _no_op_after_softmax(node: onnx.NodeProto) -> bool:
+    if node.op_type == "Cast":
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        return to == onnx.TensorProto.FLOAT
+    return node.op_type in TRAILING_NO_OPS
+
+
 def strip_final_softmax(model: onnx.ModelProto):
-    """If the output comes from Softmax/LogSoftmax, make the logits before it the output.
+    """If the output comes from Softmax/LogSoftmax (seen through trailing no-ops: Identity,
+    Cast to float, Reshape/Flatten/Squeeze/Unsqueeze of (N, C) probabilities), make the logits
+    before it the output.
 
     Returns ``(model, stripped_op_type or None)``; the model is modified in place.
     """
@@ -82,7 +96,7 @@ def strip_final_softmax(model: onnx.ModelProto):
     prod = producers(model.graph)
     node = prod.get(out.name)
     hops = []
-    while node is not None and node.op_type == "Identity":
+    while node is not None and _no_op_after_softmax(node):
         hops.append(node)
         node = prod.get(node.input[0])
     if node is None or node.op_type not in SOFTMAX_OPS:

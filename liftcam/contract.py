@@ -21,6 +21,9 @@ MAP = "map"                        # explain graphs: the map (N, H, W) in [0, 1]
 PIXELS = "pixels"                  # explain_raw: decoded uint8 RGB [H, W, 3] or [N, H, W, 3]
 OVERLAY = "overlay"                # explain_raw: uint8 [N, H, W, 3], the heatmap over the image
 
+#: image layouts a bundle's input can have (``manifest["input"]["layout"]``)
+LAYOUTS = ("NCHW", "NHWC")
+
 # ------------------------------------------------------------------ graph roles
 RULES = ("deeplift", "gradient")   # the two multiplier rules (export/lift)
 

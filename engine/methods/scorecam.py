@@ -8,7 +8,8 @@ from liftcam.engine.methods.base import Batch
 
 def scorecam(b: Batch):
     N, K = b.A.shape[:2]
-    H, W = b.x.shape[2:]
+    H, W = b.explainer.bundle.image_hw
+    channels_last = b.explainer.bundle.layout == "NHWC"
     w = np.empty((N, K), np.float32)
     step = b.explainer.eval_batch
     for n in range(N):
@@ -20,7 +21,8 @@ def scorecam(b: Batch):
             lo = up.min(axis=(1, 2), keepdims=True)
             hi = up.max(axis=(1, 2), keepdims=True)
             masks = (up - lo) / (hi - lo + np.float32(1e-8))
-            scores[ks] = b.explainer.predict(b.x[n][None] * masks[:, None])[:, c]
-            b.tick(masks.shape[0])
+            masks = masks[:, :, :, None] if channels_last else masks[:, None]
+            scores[ks] = b.explainer.predict(b.x[n][None] * masks)[:, c]
+            b.tick(len(masks))
         w[n] = tail.softmax(scores)
     return w, tail.weighted_sum(b.A, w), {}

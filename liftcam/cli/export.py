@@ -43,6 +43,9 @@ def add_parser(sub):
                         "the last activation before pooling (see 'liftcam layers')")
     x.add_argument("--input-shape", type=shape_arg, default=None, metavar="C,H,W",
                    help="input shape (default: 3,224,224; ONNX: the model's own)")
+    x.add_argument("--layout", choices=("NCHW", "NHWC"), default=None,
+                   help="--onnx: the input's layout, channels first or last (default: detected "
+                        "from the graph; --input-shape is then in that layout, e.g. 224,224,3)")
     x.add_argument("--labels", metavar="FILE", help="class labels, one per line")
     x.add_argument("--mean", type=triple_arg, default=None, metavar="R,G,B",
                    help="normalisation mean on [0,1] pixels (default: ImageNet's)")
@@ -121,6 +124,7 @@ def _export(args) -> int:
         out = args.out or f"{Path(args.onnx).stem}.liftcam"
         try:
             path = liftcam.export_onnx(args.onnx, activation=args.layer, out_dir=out,
+                                       layout=args.layout,
                                        input_shape=args.input_shape, labels=labels,
                                        preprocessing=pre or None, overwrite=args.overwrite)
         except ImportError as exc:
@@ -150,7 +154,7 @@ def _export(args) -> int:
 
 def _check_crop(path, pre):
     bundle = load_bundle(path, verify=False)
-    H, W = bundle.input_shape[1:]
+    H, W = bundle.image_hw
     if list(pre["center_crop"]) != [H, W]:
         say(f"liftcam: warning: --center-crop {pre['center_crop']} differs from the model "
              f"input {H}x{W}; images will be rejected")

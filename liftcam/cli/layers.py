@@ -15,6 +15,8 @@ def add_parser(sub):
     ly.add_argument("model", metavar="MODEL", help="arch name, module:function or model.onnx")
     ly.add_argument("--input-shape", type=shape_arg, default=None, metavar="C,H,W",
                     help="input shape (default: 3,224,224; ONNX: the model's own)")
+    ly.add_argument("--layout", choices=("NCHW", "NHWC"), default=None,
+                    help="ONNX files: the input's layout (default: detected)")
     ly.add_argument("--num-classes", type=positive_arg, default=None, metavar="N")
     ly.add_argument("--all", action="store_true",
                     help="also list layers a skip connection crosses (not cuttable)")
@@ -34,7 +36,8 @@ def run(args) -> int:
     if spec.lower().endswith(".onnx") or Path(spec).is_file():
         if args.num_classes:
             raise CliError("--num-classes applies to architecture names, not ONNX files")
-        cands = liftcam.candidate_layers(spec, args.input_shape or (3, 224, 224))
+        cands = liftcam.candidate_layers(spec, args.input_shape or (3, 224, 224),
+                                         layout=args.layout)
     else:
         try:
             import torch  # noqa: F401
