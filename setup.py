@@ -7,6 +7,7 @@ One import namespace, ``liftcam``, over the top-level folders:
 from setuptools import setup
 
 VERSION = "0.2.0"
+SERVE = ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"]
 
 setup(
     name="liftcam",
@@ -19,6 +20,7 @@ setup(
         "liftcam",
         "liftcam.cli",
         "liftcam.metrics",
+        "liftcam.serve",
         "liftcam.engine",
         "liftcam.export",
         "liftcam.export.demo",
@@ -36,6 +38,7 @@ setup(
     package_data={
         "liftcam.engine": ["demo/*.png", "demo/*.json", "demo/*.liftcam/*"],
         "liftcam.kernels": ["*.cu"],
+        "liftcam.serve": ["page.html"],
         "liftcam.export.demo": ["weights/*"],
     },
     install_requires=["numpy>=1.23", "onnxruntime>=1.16", "Pillow>=9"],
@@ -45,8 +48,12 @@ setup(
         "export": ["torch==2.14.1", "torchvision==0.29.1", "onnx>=1.15"],
         "gpu": ["onnxruntime-gpu>=1.16", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
         "pycuda": ["pycuda"],
+        # the HTTP server (liftcam serve); the runtime never imports it
+        "serve": SERVE,
+        # the server tests use httpx and drive Debian's chromium with playwright (no
+        # `playwright install`: .ci/run installs the browser with apt-get)
         "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7", "opencv-python-headless>=4.8",
-                 "grad-cam>=1.5", "ruff>=0.6"],
+                 "grad-cam>=1.5", "ruff>=0.6", "httpx>=0.27", "playwright>=1.40", *SERVE],
         "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["liftcam=liftcam.cli:main"]},

@@ -9,6 +9,11 @@ class InputError(LiftcamError, ValueError):
     """A call got input it cannot use (shape, dtype, NaN, target out of range, ...)."""
 
 
+class ImageTooLargeError(InputError):
+    """An image has more pixels than allowed (``max_pixels``) or trips Pillow's
+    decompression-bomb guard; refused from its header, before decoding."""
+
+
 class BundleError(LiftcamError):
     """A bundle directory is missing, malformed, corrupt or tampered with."""
 

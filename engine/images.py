@@ -2,9 +2,9 @@
 
 Loading
 -------
-:func:`load_image` reads JPEG, PNG, WebP, TIFF, BMP (and whatever else Pillow
-decodes, e.g. GIF: the first frame) and always returns an 8-bit ``RGB``
-``PIL.Image``:
+:func:`load_image` (a file) and :func:`decode_image` (bytes in memory) read JPEG, PNG, WebP,
+TIFF, BMP (and whatever else Pillow decodes, e.g. GIF: the first frame) and always return an
+8-bit ``RGB`` ``PIL.Image``:
 
 - the EXIF ``Orientation`` tag is applied (``PIL.ImageOps.exif_transpose``);
 - ``L``/``1``/``P``/``CMYK``/``YCbCr``/... are converted with Pillow's ``convert("RGB")``;
@@ -21,7 +21,8 @@ decodes, e.g. GIF: the first frame) and always returns an 8-bit ``RGB``
 Every failure (missing, zero-byte, not an image, corrupt, truncated, a
 decompression bomb beyond ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's error
 threshold, twice that value), an unsupported mode) raises
-:class:`liftcam.engine.errors.InputError` naming the file and what was wrong.
+:class:`liftcam.engine.errors.InputError` naming the file and what was wrong; too many pixels
+(``max_pixels``, or the bomb guard) its subclass ``ImageTooLargeError``.
 
 Preprocessing
 -------------
@@ -58,6 +59,7 @@ Atomic file writers live in :mod:`liftcam.engine.atomic`.
 """
 from __future__ import annotations
 
+import io
 import os
 from numbers import Real
 from pathlib import Path
@@ -66,11 +68,12 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from liftcam.engine.errors import InputError
+from liftcam.engine.errors import ImageTooLargeError, InputError
 from liftcam.engine.tail import interpolation_matrix, upsample_bilinear
 
 __all__ = [
     "load_image",
+    "decode_image",
     "to_rgb",
     "preprocess",
     "validate_preprocessing",
@@ -165,52 +168,67 @@ def load_image(path, background=(0, 0, 0), max_pixels=DEFAULT_MAX_PIXELS) -> Ima
 
     Transparent images are composited over ``background`` (black by default). Images with
     more than ``max_pixels`` pixels (None: no cap but Pillow's bomb guard) are refused from
-    their header, before decoding. Raises :class:`InputError` naming the file for anything
-    unreadable."""
+    their header, before decoding (:class:`ImageTooLargeError`). Raises :class:`InputError`
+    naming the file for anything unreadable."""
     try:
         p = Path(os.fspath(path))
     except TypeError:
         raise InputError(f"image path must be a str or os.PathLike, "
                          f"got {type(path).__name__}") from None
-    name = str(p)
+    what = f"image file {str(p)!r}"
     if not p.exists():
-        raise InputError(f"image file {name!r} does not exist")
+        raise InputError(f"{what} does not exist")
     if not p.is_file():
-        raise InputError(f"image path {name!r} is not a regular file")
+        raise InputError(f"image path {str(p)!r} is not a regular file")
     try:
         size = p.stat().st_size
     except OSError as e:
-        raise InputError(f"cannot read image file {name!r}: {e}") from e
+        raise InputError(f"cannot read {what}: {e}") from e
+    return _decode(p, size, what, background, max_pixels)
+
+
+def decode_image(data, name: str = "image data", background=(0, 0, 0),
+                 max_pixels=DEFAULT_MAX_PIXELS) -> Image.Image:
+    """:func:`load_image` for an encoded image held in memory (``bytes``, e.g. an upload):
+    the same decoding, conversions and checks; errors name ``name``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"image data must be bytes, got {type(data).__name__}")
+    return _decode(io.BytesIO(data), len(data), name, background, max_pixels)
+
+
+def _decode(source, size: int, what: str, background, max_pixels) -> Image.Image:
+    """The decoding and checks :func:`load_image` and :func:`decode_image` share."""
     if size == 0:
-        raise InputError(f"image file {name!r} is empty (0 bytes)")
+        raise InputError(f"{what} is empty (0 bytes)")
     try:
-        with Image.open(p) as im:
+        with Image.open(source) as im:
             if max_pixels is not None and im.width * im.height > max_pixels:
-                raise InputError(f"has {im.width}x{im.height} = {im.width * im.height:,} "
-                                 f"pixels, over the limit of {max_pixels:,} (max_pixels, "
-                                 "--max-pixels); downscale it or raise the limit")
+                raise ImageTooLargeError(
+                    f"has {im.width}x{im.height} = {im.width * im.height:,} pixels, over the "
+                    f"limit of {max_pixels:,} (max_pixels, --max-pixels); downscale it or "
+                    "raise the limit")
             im.load()  # Pillow decodes lazily: force the decode (and its errors) here
             im = ImageOps.exif_transpose(im)
             im.load()
             rgb = to_rgb(im, background)
             rgb.load()
     except InputError as e:
-        raise InputError(f"image file {name!r}: {e}") from e
+        raise type(e)(f"{what}: {e}") from e
     except Image.DecompressionBombError as e:
-        raise InputError(
-            f"image file {name!r} is too large to decode safely (decompression bomb guard, "
+        raise ImageTooLargeError(
+            f"{what} is too large to decode safely (decompression bomb guard, "
             f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}): {e}") from e
     except UnidentifiedImageError as e:
-        raise InputError(f"image file {name!r} is not an image Pillow can identify "
+        raise InputError(f"{what} is not an image Pillow can identify "
                          f"(unknown format or not an image)") from e
     except PermissionError as e:
-        raise InputError(f"image file {name!r} cannot be read: {e}") from e
+        raise InputError(f"{what} cannot be read: {e}") from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
             MemoryError, RuntimeError) as e:
-        what = str(e) or type(e).__name__
-        if "truncated" in what.lower():
-            raise InputError(f"image file {name!r} is truncated: {what}") from e
-        raise InputError(f"image file {name!r} is corrupt or unreadable: {what}") from e
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg.lower():
+            raise InputError(f"{what} is truncated: {msg}") from e
+        raise InputError(f"{what} is corrupt or unreadable: {msg}") from e
     return rgb
 
 

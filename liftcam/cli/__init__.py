@@ -1,10 +1,11 @@
 """The ``liftcam`` command line: ``demo``, ``explain``, ``info``, ``export``, ``layers``,
-``add-raw``.
+``add-raw``, ``serve``.
 
 One module per command (``add_parser(sub)`` + ``run(args)``), each thin over the public API;
 what they share is in :mod:`liftcam.cli.common`. Run-time commands (``demo``, ``explain``,
 ``info``) need numpy + onnxruntime + Pillow only; ``export`` and ``layers`` need the build
-extras (torch/torchvision for PyTorch models, onnx), imported only inside those commands.
+extras (torch/torchvision for PyTorch models, onnx), imported only inside those commands;
+``serve`` needs the ``serve`` extra (Starlette, uvicorn), imported only inside it.
 
 Exit status: 0 success; 1 an error (bad bundle, bad target, unreadable model, ...; one line on
 stderr starting ``liftcam: error:``); 2 a bad command line; 3 ``explain`` finished but some
@@ -17,7 +18,7 @@ import os
 import sys
 
 from liftcam import __version__
-from liftcam.cli import add_raw, demo, explain, export, info, layers
+from liftcam.cli import add_raw, demo, explain, export, info, layers, serve
 from liftcam.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -29,7 +30,7 @@ from liftcam.cli.common import (
 )
 from liftcam.engine.errors import LiftcamError
 
-COMMANDS = (demo, explain, info, export, layers, add_raw)
+COMMANDS = (demo, explain, info, export, layers, add_raw, serve)
 __all__ = ["main", "build_parser", "CliError"]
 
 
