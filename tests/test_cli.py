@@ -30,7 +30,7 @@ DEMO_DIR = demo_mod.DEMO_DIR
 VGG = DEMO_DIR / "vgg_demo.liftcam"
 RESNET = DEMO_DIR / "resnet_demo.liftcam"
 ALL_METHODS = ["liftcam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam",
-               "ablationcam", "scorecam", "shap"]
+               "ablationcam", "pairshap", "scorecam", "shap"]
 NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
             "sys.modules['onnx'] = None; from liftcam.cli import main; "
             "sys.exit(main(sys.argv[1:]))")

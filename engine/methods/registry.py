@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from liftcam.engine.methods import pairshap as _pairshap
 from liftcam.engine.methods import shap as _shap
 from liftcam.engine.methods.ablationcam import ablationcam
 from liftcam.engine.methods.cam import cam
@@ -57,6 +58,9 @@ METHODS = {m.name: m for m in (
     Method("hirescam", hirescam, "Σ_k G·A, element-wise"),
     Method("ablationcam", ablationcam, "drop of y_c when channel k is zeroed",
            per_channel="head"),
+    Method("pairshap", _pairshap.pairshap,
+           "channel SHAP from first + last marginals (exact for pairwise games), 2K evals",
+           per_channel="head", evaluations=_pairshap.evaluations),
     Method("scorecam", scorecam, "softmax of y_c on channel-masked images",
            per_channel="model"),
     Method("cam", cam, "dense-layer weights W_ck (linear heads only)", linear_head_only=True),
