@@ -23,6 +23,7 @@ setup(
         "liftcam.export",
         "liftcam.export.demo",
         "liftcam.export.lift",
+        "liftcam.export.edge",
         "liftcam.kernels",
     ],
     package_dir={
@@ -31,12 +32,14 @@ setup(
         "liftcam.export": "export",
         "liftcam.export.demo": "export/demo",
         "liftcam.export.lift": "export/lift",
+        "liftcam.export.edge": "export/edge",
         "liftcam.kernels": "kernels",
     },
     package_data={
         "liftcam.engine": ["demo/*.png", "demo/*.json", "demo/*.liftcam/*"],
         "liftcam.kernels": ["*.cu"],
         "liftcam.export.demo": ["weights/*"],
+        "liftcam.export.edge": ["page/*"],
     },
     install_requires=["numpy>=1.23", "onnxruntime>=1.16", "Pillow>=9"],
     extras_require={
@@ -46,7 +49,8 @@ setup(
         "gpu": ["onnxruntime-gpu>=1.16", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
         "pycuda": ["pycuda"],
         "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7", "opencv-python-headless>=4.8",
-                 "grad-cam>=1.5", "ruff>=0.6"],
+                 "grad-cam>=1.5", "ruff>=0.6",
+                 "playwright>=1.40"],   # liftcam edge --web: the browser test (Debian chromium)
         "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["liftcam=liftcam.cli:main"]},
