@@ -24,12 +24,11 @@ CONFIG = "required_operators.config"
 def to_ort(models: list, out_dir: Path) -> dict:
     """Convert ``models`` (paths to .onnx files, weights inlined) into ``out_dir``: returns
     {stem: path of the .ort} plus ``"config"``: the operators config."""
+    import onnxruntime as ort
     from onnxruntime.tools.convert_onnx_models_to_ort import (
         OptimizationStyle,
         convert_onnx_models_to_ort,
     )
-
-    import onnxruntime as ort
 
     ort.set_default_logger_severity(3)          # constant-folding notes on float16 graphs
     logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
