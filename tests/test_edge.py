@@ -23,8 +23,7 @@ from liftcam.export.edge.report import THRESHOLDS, thresholds  # noqa: E402
 
 VGG = DEMO_DIR / "vgg_demo.liftcam"
 RESNET = DEMO_DIR / "resnet_demo.liftcam"
-VARIANT_FILES = ("explain.ort", "explain_int8.ort", "explain_fp16.ort", "explain_int8.onnx",
-                 "explain_fp16.onnx")
+VARIANT_FILES = ("explain.ort", "explain_int8.ort", "explain_int8.onnx", "explain_fp16.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +54,8 @@ def test_every_variant_runs_in_onnxruntime(built, name):
         assert cam.shape == (2, H, W) and np.isfinite(cam).all(), f
         assert 0 <= cam.min() and cam.max() <= 1 and cam.max() > 0, f
     assert [v["name"] for v in rep["variants"]] == ["fp32", "int8", "fp16"]
+    assert [v["file"] for v in rep["variants"]] == ["explain.ort", "explain_int8.ort",
+                                                   "explain_fp16.onnx"]
     config = (d / "required_operators.config").read_text()
     assert "Conv" in config and "/tmp" not in config and "explain_int8.ort" in config
 
@@ -83,6 +84,7 @@ def test_report_numbers_are_recomputed_from_the_maps(built, name):
     assert fp32["latency_ratio"] == 1.0 and fp32["size_ratio"] == 1.0
     assert fp32["pearson"]["worst"] > 0.9999 and fp32["iou_top20"]["mean"] > 0.99
     assert int8["size_ratio"] < 0.8                       # int8 weights are smaller
+    assert rep["variants"][2]["size_ratio"] < 0.8         # and float16 ones
 
 
 def test_fidelity_of_identical_maps_is_exactly_one():

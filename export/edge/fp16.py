@@ -4,7 +4,8 @@
 ``image`` stays float32 in and ``logits``/``weights``/``map`` float32 out, the weights and the
 arithmetic in between are float16. ONNX Runtime's CPU provider has no float16 kernel for most
 of these ops and runs them through inserted casts (correct, slower): the latency measured on
-CPU says nothing about a float16 device, the fidelity numbers do.
+CPU says nothing about a float16 device, the fidelity numbers do. It ships as ``.onnx`` only
+(see :mod:`.build`).
 """
 from __future__ import annotations
 
