@@ -5,6 +5,7 @@ in tests/test_edge_web.py."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -142,6 +143,16 @@ def test_default_run_writes_ort_and_config_only(tmp_path, capsys):
     assert names == ["explain.ort", "fidelity_maps.npz", "report.json",
                      "required_operators.config"]
     assert "liftcam: warning" not in capsys.readouterr().err
+
+
+def test_own_bundle_without_calibration_is_warned(tmp_path, capsys):
+    own = tmp_path / "mine.liftcam"
+    shutil.copytree(RESNET, own)
+    assert main(["edge", str(own), "-o", str(tmp_path / "e"), "--repeats", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "liftcam: warning: fidelity measured on liftcam's demo images" in err
+    assert "--calibration" in json.loads((tmp_path / "e" / "report.json").read_text())[
+        "images"]["note"]
 
 
 @pytest.mark.parametrize("argv, code, msg", [

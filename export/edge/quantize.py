@@ -72,20 +72,26 @@ def quantize(src: Path, dst: Path, candidate: str, x=None, targets=None) -> dict
     exclude = []
     if candidate == "features":
         exclude = float_nodes(onnx.load(str(src), load_external_data=False))
-    logging.getLogger().setLevel(logging.ERROR)      # the quantiser's pre-processing advice
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)          # the quantiser's pre-processing advice, on root
+    try:
+        mode = _run_quantizer(src, dst, exclude, x, targets)
+    finally:
+        root.setLevel(level)
+    return {"mode": mode, "quantized_ops": quantized_ops(onnx.load(str(dst)))}
+
+
+def _run_quantizer(src, dst, exclude, x, targets) -> str:
     if x is not None:
-        reader = _Reader(x, targets)
-        quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
+        quantize_static(str(src), str(dst), _Reader(x, targets), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         per_channel=False, nodes_to_exclude=exclude)
-        mode = "static QDQ"
-    else:
-        # the dynamic quantiser turns Gemm into MatMul named <name>_MatMul before excluding
-        exclude = exclude + [n + "_MatMul" for n in exclude]
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         nodes_to_exclude=exclude)
-        mode = "dynamic"
-    return {"mode": mode, "quantized_ops": quantized_ops(onnx.load(str(dst)))}
+        return "static QDQ"
+    # the dynamic quantiser turns Gemm into MatMul named <name>_MatMul before excluding
+    exclude = exclude + [n + "_MatMul" for n in exclude]
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+    return "dynamic"
 
 
 def quantized_ops(model: onnx.ModelProto) -> dict:
