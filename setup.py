@@ -25,6 +25,7 @@ setup(
         "liftcam.export",
         "liftcam.export.demo",
         "liftcam.export.lift",
+        "liftcam.export.edge",
         "liftcam.kernels",
     ],
     package_dir={
@@ -33,6 +34,7 @@ setup(
         "liftcam.export": "export",
         "liftcam.export.demo": "export/demo",
         "liftcam.export.lift": "export/lift",
+        "liftcam.export.edge": "export/edge",
         "liftcam.kernels": "kernels",
     },
     package_data={
@@ -40,6 +42,7 @@ setup(
         "liftcam.kernels": ["*.cu"],
         "liftcam.serve": ["page.html"],
         "liftcam.export.demo": ["weights/*"],
+        "liftcam.export.edge": ["page/*"],
     },
     install_requires=["numpy>=1.23", "onnxruntime>=1.16", "Pillow>=9"],
     extras_require={

@@ -1,5 +1,5 @@
 """The ``liftcam`` command line: ``demo``, ``explain``, ``info``, ``export``, ``layers``,
-``add-raw``, ``serve``.
+``add-raw``, ``serve``, ``edge``.
 
 One module per command (``add_parser(sub)`` + ``run(args)``), each thin over the public API;
 what they share is in :mod:`liftcam.cli.common`. Run-time commands (``demo``, ``explain``,
@@ -18,7 +18,7 @@ import os
 import sys
 
 from liftcam import __version__
-from liftcam.cli import add_raw, demo, explain, export, info, layers, serve
+from liftcam.cli import add_raw, demo, edge, explain, export, info, layers, serve
 from liftcam.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -30,7 +30,7 @@ from liftcam.cli.common import (
 )
 from liftcam.engine.errors import LiftcamError
 
-COMMANDS = (demo, explain, info, export, layers, add_raw, serve)
+COMMANDS = (demo, explain, info, export, layers, add_raw, serve, edge)
 __all__ = ["main", "build_parser", "CliError"]
 
 
