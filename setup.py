@@ -44,12 +44,15 @@ setup(
         "liftcam.export.demo": ["weights/*"],
         "liftcam.export.edge": ["page/*"],
     },
-    install_requires=["numpy>=1.23", "onnxruntime>=1.16", "Pillow>=9"],
+    # onnxruntime >= 1.24: the first release that refuses external data outside the model's
+    # folder (absolute, "..", symlinks) on its own; 1.23.2 reads it (DESIGN.md §11). liftcam's
+    # load_bundle refuses it first either way.
+    install_requires=["numpy>=1.23", "onnxruntime>=1.24.1", "Pillow>=9"],
     extras_require={
         # torch is pinned to the releases this project is tested with; pip takes
         # them from the local disk on the project machines (never a multi-GB download).
         "export": ["torch==2.14.1", "torchvision==0.29.1", "onnx>=1.15"],
-        "gpu": ["onnxruntime-gpu>=1.16", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
+        "gpu": ["onnxruntime-gpu>=1.24.1", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
         "pycuda": ["pycuda"],
         # the HTTP server (liftcam serve); the runtime never imports it
         "serve": SERVE,

@@ -6,6 +6,7 @@ loads two graphs (features and the DeepLIFT multipliers) and nothing else.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,13 @@ from liftcam.engine import tail
 from liftcam.engine.bundle import Bundle, load_bundle
 from liftcam.engine.errors import InputError
 from liftcam.engine.progress import Progress, is_tty
-from liftcam.engine.sessions import CUDA, make_session, provider_names, resolve_providers
+from liftcam.engine.sessions import (
+    CUDA,
+    GraphSession,
+    output_shapes,
+    provider_names,
+    resolve_providers,
+)
 from liftcam.engine.tail import softmax
 
 
@@ -73,6 +80,8 @@ class Explainer:
         self.on_device = CUDA in provider_names(self.providers)
         self.use_kernel = self._kernel_choice(use_kernel)
         self._sessions = {}
+        self._locks = {}
+        self._locks_lock = threading.Lock()
         self._input_name = self.bundle.manifest["input"]["name"]
 
     def _kernel_choice(self, use_kernel) -> bool:
@@ -90,9 +99,17 @@ class Explainer:
 
     # ---------------------------------------------------------------- sessions
     def session(self, role: str):
-        if role not in self._sessions:
-            self._sessions[role] = make_session(self.bundle.graph(role), self.providers,
-                                                self.threads)
+        """The session of one graph role, created on first use (once, also when threads ask
+        for it at the same time: one lock per role)."""
+        s = self._sessions.get(role)
+        if s is not None:
+            return s
+        with self._locks_lock:
+            lock = self._locks.setdefault(role, threading.Lock())
+        with lock:
+            if role not in self._sessions:
+                self._sessions[role] = GraphSession(self.bundle.graph(role), self.providers,
+                                                    self.threads, output_shapes(self.bundle))
         return self._sessions[role]
 
     # ---------------------------------------------------------------- validation
@@ -172,13 +189,14 @@ class Explainer:
         return logits, M
 
     # ---------------------------------------------------------------- explain
-    def explain(self, x, targets=None, method: str = "liftcam", batch_size=None,
+    def explain(self, x, targets=None, method: str = "liftcam", batch_size=32,
                 progress=True, **options) -> Explanation:
         """Explain images ``x`` (N,C,H,W) float32, already preprocessed.
 
         ``targets``: None (the predicted class), an int, or N ints. ``method``: one of
         :data:`liftcam.engine.methods.METHODS`. ``batch_size``: images per engine pass
-        (default: all at once). ``progress``: True draws a bar on a terminal, False is silent,
+        (default 32, so memory stays bounded whatever N; results do not depend on it; None: all at
+        once). ``progress``: True draws a bar on a terminal, False is silent,
         a callable ``tick(n)`` receives the head/model evaluation counts of slow methods.
         ``options``: the method's options (its registry record lists them; ``n_samples``,
         ``seed`` for shap).
@@ -210,7 +228,7 @@ class Explainer:
             for s in range(0, N, batch_size):
                 xs = x[s:s + batch_size]
                 ts = None if t is None else t[s:s + batch_size]
-                parts.append(self._explain_batch(xs, ts, spec, tick, options))
+                parts.append(self._explain_batch(xs, ts, spec, tick, options, s))
         finally:
             if bar is not None:
                 bar.close()
@@ -219,7 +237,7 @@ class Explainer:
                  for k, v in parts[0][1].items()}
         return Explanation(method=method, extra=extra, **out)
 
-    def _explain_batch(self, x, t, spec, tick, options):
+    def _explain_batch(self, x, t, spec, tick, options, offset=0):
         """One batch: features, the method's weights and saliency, the shared tail."""
         liftcam = spec.name == "liftcam"
         if liftcam and self.on_device:
@@ -227,7 +245,7 @@ class Explainer:
         A = self.session(FEATURES).run(None, {self._input_name: x})[0]
         if liftcam and ALPHA_DEEPLIFT in self.bundle.manifest["graphs"]:
             return self._liftcam_alpha(x, A, t)
-        b = _methods.Batch(self, x, A, t, progress=tick)
+        b = _methods.Batch(self, x, A, t, progress=tick, offset=offset)
         weights, S, extra = spec.fn(b, **options)
         low_res, maps = tail.finish(S, self.bundle.image_hw)
         arrays = {"logits": b.logits, "targets": b.targets, "weights": weights,

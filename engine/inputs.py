@@ -1,10 +1,13 @@
 """Which image files a run reads, and the names its outputs get.
 
 ``collect_inputs`` expands files, folders and globs (no symlinked folders are followed, so a
-link loop cannot hang a run); ``output_stems`` gives every input a safe, unique output stem.
+link loop cannot hang a run: ``**`` patterns are matched over :func:`os.walk` with
+``followlinks=False``, never with :func:`glob.glob`, whose ``**`` follows symlinked folders);
+``output_stems`` gives every input a safe, unique output stem.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import unicodedata
@@ -25,13 +28,56 @@ def _walk(d: Path):
                 yield Path(root) / f
 
 
+def _match(pat: tuple, comps: tuple) -> bool:
+    """Path components against pattern components; ``**`` matches zero or more components.
+    Iterative over the set of reachable pattern positions (no backtracking blow-up)."""
+    states = {0}
+    for comp in comps:
+        nxt = set()
+        for i in _closure(pat, states):
+            if i < len(pat):
+                if pat[i] == "**":
+                    nxt.add(i)
+                elif fnmatch.fnmatchcase(comp, pat[i]):
+                    nxt.add(i + 1)
+        if not nxt:
+            return False
+        states = nxt
+    return len(pat) in _closure(pat, states)
+
+
+def _closure(pat, states):
+    out, todo = set(states), list(states)
+    while todo:
+        i = todo.pop()
+        if i < len(pat) and pat[i] == "**" and i + 1 not in out:
+            out.add(i + 1)
+            todo.append(i + 1)
+    return out
+
+
+def _glob_walk(pattern: str):
+    """The files a ``**`` pattern matches (or that lie under a folder it matches), walking
+    from its literal prefix without following symlinked folders."""
+    parts = pattern.split("/")
+    i = next(k for k, part in enumerate(parts) if glob.has_magic(part))
+    root = "/".join(parts[:i]) or ("/" if pattern.startswith("/") else ".")
+    pat = tuple(p for p in parts[i:] if p)
+    if not os.path.isdir(root):
+        return
+    for f in _walk(Path(root)):
+        comps = Path(os.path.relpath(f, root)).parts
+        if any(_match(pat, comps[:n]) for n in range(1, len(comps) + 1)):
+            yield f if root != "." else Path(*comps)
+
+
 def collect_inputs(specs, exclude=None):
     """Expand files, folders (recursive, image extensions) and globs.
 
     Returns ``(files, missing)``: the files in order without duplicates, and the specs that
     matched nothing. Explicit files are taken whatever their extension; folder and glob matches
     only with an image extension. Paths under ``exclude`` (the output folder) are skipped.
-    ``**`` in a glob does not follow symlinked folders (Python's glob never does)."""
+    ``**`` in a glob does not follow symlinked folders."""
     exclude = Path(exclude).resolve() if exclude is not None else None
     seen, files, missing = set(), [], []
 
@@ -52,8 +98,14 @@ def collect_inputs(specs, exclude=None):
                 add(f, True)
         elif p.is_file():
             add(p, False)
+        elif "**" in str(spec):
+            matches = sorted(_glob_walk(str(spec)))
+            for m in matches:
+                add(m, True)
+            if not matches:
+                missing.append(spec)
         elif glob.has_magic(str(spec)):
-            matches = sorted(glob.glob(str(spec), recursive=True))
+            matches = sorted(glob.glob(str(spec)))
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir() and not mp.is_symlink():

@@ -2,13 +2,18 @@
 
 Sessions are created only for the graphs a call uses. Providers are validated up front: asking
 for an execution provider this onnxruntime build does not have is an error, never a silent
-fall-back to the CPU.
+fall-back to the CPU. ONNX Runtime's own exceptions (``Fail``, ``InvalidGraph``, ...) never
+reach a caller: creating or running a graph that fails is a :class:`BundleError` naming the
+graph, and every output is checked against the manifest's shapes (DESIGN.md §11).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnxruntime as ort
 
-from liftcam.engine.errors import InputError
+from liftcam.contract import ACTIVATION, ALPHA, COEFFICIENTS, LOGITS, MULTIPLIERS
+from liftcam.engine.errors import BundleError, InputError, LiftcamError
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -67,5 +72,57 @@ def session_options(threads=None) -> ort.SessionOptions:
     return opts
 
 
+def _one_line(exc, limit=300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def make_session(path, providers, threads=None) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), session_options(threads), providers=providers)
+    opts = session_options(threads)
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except (LiftcamError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:       # ORT's pybind errors derive from Exception only
+        raise BundleError(f"{path}: ONNX Runtime cannot load this graph "
+                          f"({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def output_shapes(bundle) -> dict:
+    """output name -> (manifest field, the shape after the batch dimension)."""
+    K = bundle.activation_shape[0]
+    return {LOGITS: ("num_classes", (bundle.num_classes,)),
+            ACTIVATION: ("activation.shape", bundle.activation_shape),
+            MULTIPLIERS: ("activation.shape", bundle.activation_shape),
+            ALPHA: ("activation.shape", (K,)), COEFFICIENTS: ("activation.shape", (K,))}
+
+
+class GraphSession:
+    """An ``InferenceSession`` of one bundle graph whose ``run`` raises BundleError instead of
+    ONNX Runtime's exceptions and checks each output against the manifest (a dimension the
+    graph left symbolic is checked here, at first use). Everything else is forwarded."""
+
+    def __init__(self, path, providers, threads, expected: dict):
+        self.path = Path(path)
+        self._session = make_session(path, providers, threads)
+        self._expected = expected
+        self._names = [o.name for o in self._session.get_outputs()]
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def run(self, output_names, feed, *args, **kwargs):
+        try:
+            outs = self._session.run(output_names, feed, *args, **kwargs)
+        except (LiftcamError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise BundleError(f"{self.path}: ONNX Runtime failed running this graph "
+                              f"({type(exc).__name__}: {_one_line(exc)})") from None
+        for name, a in zip(output_names or self._names, outs):
+            if name in self._expected and tuple(a.shape[1:]) != self._expected[name][1]:
+                field, want = self._expected[name]
+                raise BundleError(f"{self.path}: manifest {field} does not match this graph: "
+                                  f"its output {name!r} has shape {tuple(a.shape)}, the "
+                                  f"manifest says (N, {', '.join(map(str, want))})")
+        return outs

@@ -98,8 +98,11 @@ def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False)
     """Write ``models`` (role -> ModelProto, roles from GRAPH_FILES) and the manifest.
 
     The bundle is assembled in a temporary directory beside ``out_dir`` and renamed into place,
-    so a failed export never leaves a half-written bundle. An existing ``out_dir`` is replaced
-    only with ``overwrite=True``.
+    so a failed export never leaves a half-written bundle (the command line turns SIGTERM into
+    an exception, so a terminated export removes it too). An existing ``out_dir`` is replaced
+    only with ``overwrite=True``, through a fresh uniquely named folder of its own (never a
+    sibling that happens to be called ``.NAME.old``). The bundle gets the umask's usual
+    directory mode, not mkdtemp's 0700.
     """
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -113,8 +116,11 @@ def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False)
     if unknown:
         raise ExportError(f"unknown graph roles {sorted(unknown)}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         externalize(models.values(), tmp / WEIGHTS)
         files = {}
         for role, model in models.items():
@@ -128,9 +134,8 @@ def write_bundle(out_dir, models: dict, manifest: dict, overwrite: bool = False)
         full["files"] = files
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
         if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old)            # onto our own empty folder
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
         else:

@@ -17,8 +17,9 @@ class Batch:
     one (one pass computes both), else from one head evaluation.
     """
 
-    def __init__(self, explainer, x, A, targets, progress=None):
+    def __init__(self, explainer, x, A, targets, progress=None, offset=0):
         self.explainer, self.x, self.A = explainer, x, A
+        self.offset = offset               # index of x[0] in the whole explain call
         self._requested = targets          # (N,) int64 or None (predicted class)
         self._logits = None
         self._multipliers = {}

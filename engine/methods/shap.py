@@ -71,10 +71,13 @@ def shap(b: Batch, n_samples=None, seed=0):
         n_samples = DEFAULT_SAMPLES if n_samples is None else n_samples
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
             raise InputError(f"shap: n_samples must be an int ≥ 2, got {n_samples!r}")
-    rng = np.random.default_rng(seed)
+    shared = np.random.default_rng() if seed is None else None
     phi = np.empty((N, K), np.float64)
     err = np.empty((N, K), np.float64)
     for n in range(N):
+        # one stream per image (seed, its index in the whole call): results do not depend on
+        # how the call is split into batches
+        rng = shared or np.random.default_rng([seed, b.offset + n])
         phi[n], err[n] = _exact(b, n) if exact else _sampled(b, n, n_samples, rng)
     w = phi.astype(np.float32)
     extra = {"shap_stderr": err.astype(np.float32), "shap_exact": exact,

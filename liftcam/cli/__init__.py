@@ -10,25 +10,32 @@ extras (torch/torchvision for PyTorch models, onnx), imported only inside those 
 Exit status: 0 success; 1 an error (bad bundle, bad target, unreadable model, ...; one line on
 stderr starting ``liftcam: error:``); 2 a bad command line; 3 ``explain`` finished but some
 inputs could not be read or explained (each named on stderr and in results.jsonl, the others
-written); 130 interrupted.
+written); 130 interrupted; 143 terminated (SIGTERM: clean-ups run, results.jsonl stays
+valid). Every path in a message is shown with control characters escaped.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 from liftcam import __version__
 from liftcam.cli import add_raw, demo, edge, explain, export, info, layers, serve
 from liftcam.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     CliError,
     Parser,
+    Terminated,
     one_line,
+    raise_terminated,
     say,
 )
 from liftcam.engine.errors import LiftcamError
+from liftcam.engine.inputs import printable
 
 COMMANDS = (demo, explain, info, export, layers, add_raw, serve, edge)
 __all__ = ["main", "build_parser", "CliError"]
@@ -54,10 +61,15 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:           # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return args.func(args)
+    except Terminated:
+        say("liftcam: terminated")
+        return EXIT_TERMINATED
     except LiftcamError as exc:
-        say(f"liftcam: error: {one_line(exc)}")
+        say(f"liftcam: error: {printable(one_line(exc))}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         say("liftcam: interrupted")
@@ -69,13 +81,13 @@ def main(argv=None) -> int:
             pass
         return EXIT_ERROR
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
+        where = f" {printable(exc.filename)}" if exc.filename else ""
         say(f"liftcam: error:{where}: {exc.strerror or one_line(exc)}")
         return EXIT_ERROR
     except Exception as exc:
         if os.environ.get("LIFTCAM_DEBUG"):
             raise
-        say(f"liftcam: error: unexpected {type(exc).__name__}: {one_line(exc)[:500]} "
+        say(f"liftcam: error: unexpected {type(exc).__name__}: {printable(one_line(exc))[:500]} "
             "(set LIFTCAM_DEBUG=1 for the traceback)")
         return EXIT_ERROR
 

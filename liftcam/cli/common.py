@@ -7,6 +7,16 @@ import sys
 from liftcam.engine.errors import LiftcamError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks and temporary-file
+    clean-ups run (results.jsonl closed, a half-written bundle removed)."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class CliError(LiftcamError):
@@ -14,8 +24,11 @@ class CliError(LiftcamError):
 
 
 def say(msg: str, stream=None) -> None:
+    """Write a message line by line, control characters (from file names) escaped."""
+    from liftcam.engine.inputs import printable
+
     stream = stream or sys.stderr
-    stream.write(msg + "\n")
+    stream.write("\n".join(printable(line) for line in str(msg).split("\n")) + "\n")
     stream.flush()
 
 

@@ -52,6 +52,7 @@ def add_parser(sub):
 
 def run(args) -> int:
     from liftcam.engine.images import DEFAULT_MAX_PIXELS
+    from liftcam.engine.inputs import printable
     from liftcam.engine.pipeline import explain_files
 
     t0 = time.perf_counter()
@@ -64,10 +65,10 @@ def run(args) -> int:
                             progress=not args.quiet)
     if not args.quiet:
         say(f"explained {summary.explained} image(s) with {', '.join(summary.methods)} in "
-            f"{time.perf_counter() - t0:.1f}s -> {args.out}/ (overlays, "
+            f"{time.perf_counter() - t0:.1f}s -> {printable(args.out)}/ (overlays, "
             f"{'maps, ' if args.maps != 'none' else ''}results.jsonl)", sys.stderr)
     if summary.failures:
-        names = sorted({name for name, _ in summary.failures})
+        names = sorted({printable(name) for name, _ in summary.failures})
         say(f"liftcam: {len(names)} input(s) failed: " + ", ".join(names[:10])
             + (" ..." if len(names) > 10 else "") + " (error lines in results.jsonl)")
         if summary.explained == 0:

@@ -6,5 +6,5 @@ Starlette + uvicorn; the runtime never imports this package).
 - :mod:`liftcam.serve.metrics`: Prometheus counters and histograms (text exposition);
 - ``page.html``: the page at ``GET /``.
 
-DESIGN.md §8 describes the batching rule, the error mapping and the shutdown.
+DESIGN.md §9 describes the batching rule, the error mapping and the shutdown.
 """

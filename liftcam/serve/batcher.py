@@ -1,6 +1,6 @@
 """Dynamic batching: concurrent explain requests become one engine call.
 
-The rule (DESIGN.md §8): the first queued request opens a batch; requests queued behind it join
+The rule (DESIGN.md §9): the first queued request opens a batch; requests queued behind it join
 at once, and the batch waits for more until it holds ``max_batch`` images or ``max_wait_ms`` has
 passed since it opened. The batch is then split into engine calls by method and by whether the
 target is given (an explicit class for each image, or None: the predicted class), because
