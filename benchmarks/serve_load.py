@@ -125,7 +125,8 @@ def direct(bundle, images, n, batch, method):
     from PIL import Image
 
     from liftcam.engine.explainer import Explainer
-    from liftcam.engine.images import decode_image, place_map, preprocess
+    from liftcam.engine.images import decode_image, preprocess
+    from liftcam.engine.maps import place_map
 
     ex = Explainer(bundle)
     pre = ex.bundle.manifest["preprocessing"]

@@ -14,6 +14,7 @@ from liftcam.contract import (
     COEFFICIENTS,
     EXPLAIN,
     EXPLAIN_GRADCAM,
+    EXPLAIN_RAW,
     FEATURES,
     GRAPH_FILES,
     HEAD,
@@ -21,6 +22,8 @@ from liftcam.contract import (
     LOGITS,
     MAP,
     MULTIPLIERS,
+    OVERLAY,
+    PIXELS,
     RULES,
     TARGET,
     multipliers_role,
@@ -38,22 +41,24 @@ def required_io(input_name: str) -> dict:
         req[multipliers_role(rule)] = ((ACTIVATION, TARGET), (LOGITS, MULTIPLIERS))
     for role in (EXPLAIN, EXPLAIN_GRADCAM):
         req[role] = ((TARGET,), (LOGITS, COEFFICIENTS, MAP))
+    req[EXPLAIN_RAW] = ((PIXELS, TARGET), (LOGITS, COEFFICIENTS, MAP, OVERLAY))
     return req
 
 
 def expected_shapes(manifest: dict) -> dict:
     """tensor name -> (manifest field, element type, expected dims; None = any)."""
-    C, H, W = manifest["input"]["shape"][1:]
+    shape = manifest["input"]["shape"][1:]         # (C, H, W) or, channels last, (H, W, C)
+    H, W = shape[1:] if manifest["input"].get("layout", "NCHW") == "NCHW" else shape[:2]
     K, h, w = manifest["activation"]["shape"][1:]
     n = manifest["num_classes"]
-    image = ("input.shape", FLOAT, [None, C, H, W])
+    image = ("input.shape", FLOAT, [None, *shape])
     return {manifest["input"]["name"]: image, IMAGE: image,
             ACTIVATION: ("activation.shape", FLOAT, [None, K, h, w]),
             MULTIPLIERS: ("activation.shape", FLOAT, [None, K, h, w]),
             LOGITS: ("num_classes", FLOAT, [None, n]),
             ALPHA: ("activation.shape", FLOAT, [None, K]),
             COEFFICIENTS: ("activation.shape", FLOAT, [None, K]),
-            MAP: ("input.shape", FLOAT, [None, H, W]),
+            MAP: ("input.shape", FLOAT, [None, H, W]),   # explain_raw's is symbolic: skipped
             TARGET: ("target", INT64, [None])}
 
 

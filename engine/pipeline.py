@@ -30,8 +30,9 @@ from liftcam.contract import MANIFEST
 from liftcam.engine import methods as _methods
 from liftcam.engine.atomic import save_npy_atomic, save_png_atomic
 from liftcam.engine.errors import InputError, LiftcamError
-from liftcam.engine.images import DEFAULT_MAX_PIXELS, load_image, overlay, place_map, preprocess
+from liftcam.engine.images import DEFAULT_MAX_PIXELS, load_image, preprocess
 from liftcam.engine.inputs import IMAGE_EXTENSIONS, collect_inputs, output_stems, printable
+from liftcam.engine.maps import overlay, place_map
 from liftcam.engine.progress import Progress
 
 RESULTS = "results.jsonl"

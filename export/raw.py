@@ -11,7 +11,7 @@ Inside, in standard ONNX ops (opset 18): the bundle's own preprocessing (plain r
 resize of the shorter side + centre crop, with Pillow's filters: ``Resize`` with antialiasing
 and rounding to 8 bits as Pillow does, then ``Slice``/``Pad`` for the crop, scale, mean/std,
 RGB/BGR and NCHW), the fused ``explain.onnx``, and the placement of the map back on the
-original image with the same bilinear rule as :func:`liftcam.engine.images.place_map`
+original image with the same bilinear rule as :func:`liftcam.engine.maps.place_map`
 (interpolation matrices built in the graph). An app written in C++, C#, Java or for a phone
 hands over the decoded image as it comes from its image library and needs no preprocessing.
 """
@@ -25,7 +25,8 @@ from onnx import TensorProto, helper, version_converter
 
 from liftcam.contract import COEFFICIENTS, IMAGE, LOGITS, MAP, OVERLAY, PIXELS, TARGET
 from liftcam.engine.errors import ExportError
-from liftcam.engine.images import colormap_jet, validate_preprocessing
+from liftcam.engine.images import validate_preprocessing
+from liftcam.engine.maps import colormap_jet
 from liftcam.export.fuse import prefixed
 from liftcam.export.graph import GraphBuilder, default_opset
 
@@ -124,7 +125,7 @@ def _axis_matrix(b: GraphBuilder, n_out: str, a: str, bb: str, n_map: int) -> st
 
 
 def _place(b: GraphBuilder, cam: str, hw: str, rhw: str, corner: str, crop, map_hw) -> str:
-    """The model-size map (N, h, w) on the original (N, H, W), as images.place_map."""
+    """The model-size map (N, h, w) on the original (N, H, W), as maps.place_map."""
     f = TensorProto.FLOAT
     hw_f, rhw_f = b.op("Cast", hw, to=f), b.op("Cast", rhw, to=f)
     if crop is None:
@@ -143,7 +144,7 @@ def _place(b: GraphBuilder, cam: str, hw: str, rhw: str, corner: str, crop, map_
 
 
 def _overlay(b: GraphBuilder, x: str, cam: str, alpha: float) -> str:
-    """images.overlay: jet(uint8(255·m)) blended with the image, / max, uint8(255·out)."""
+    """maps.overlay: jet(uint8(255·m)) blended with the image, / max, uint8(255·out)."""
     f = TensorProto.FLOAT
     lut = colormap_jet(np.arange(256, dtype=np.float32) / 255).astype(np.float32) / 255
     idx = b.op("Cast", b.op("Floor", b.op("Mul", cam, b.scalar(255.0))), to=TensorProto.INT64)

@@ -141,7 +141,7 @@ OVERLAY_PROBE = """
 import sys, tracemalloc
 import numpy as np
 from PIL import Image
-from liftcam.engine.images import overlay, place_map
+from liftcam.engine.maps import overlay, place_map
 peaks = []
 for w, h in ((1000, 1000), (3000, 2000)):
     img = Image.fromarray(np.zeros((h, w, 3), np.uint8))

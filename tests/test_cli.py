@@ -21,8 +21,8 @@ from PIL import Image
 import liftcam
 from liftcam.cli import demo as demo_mod
 from liftcam.cli import grid as grid_mod
-from liftcam.engine.images import place_map as map_to_original
 from liftcam.engine.inputs import output_stems as _unique_stems
+from liftcam.engine.maps import place_map as map_to_original
 from liftcam.engine.progress import Progress
 from liftcam.export.demo.shapes import CLASSES
 

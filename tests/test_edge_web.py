@@ -20,7 +20,8 @@ from liftcam.contract import LOGITS, MAP, PIXELS, TARGET  # noqa: E402
 from liftcam.engine import DEMO_DIR  # noqa: E402
 from liftcam.engine.bundle import load_bundle  # noqa: E402
 from liftcam.engine.explainer import Explainer  # noqa: E402
-from liftcam.engine.images import load_image, place_map, preprocess  # noqa: E402
+from liftcam.engine.images import load_image, preprocess  # noqa: E402
+from liftcam.engine.maps import place_map  # noqa: E402
 from liftcam.export.edge import browser, web  # noqa: E402
 
 VGG = DEMO_DIR / "vgg_demo.liftcam"

@@ -6,7 +6,7 @@ from PIL import Image
 
 from liftcam.cli import grid as G
 from liftcam.engine.errors import InputError
-from liftcam.engine.images import colormap_jet
+from liftcam.engine.maps import colormap_jet
 
 FLAT = (200, 30, 60)          # a tile colour that no text or background pixel has
 WHITE = np.array(G.BACKGROUND)

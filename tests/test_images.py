@@ -13,7 +13,8 @@ from liftcam.engine.atomic import (
     write_bytes_atomic,
 )
 from liftcam.engine.errors import InputError
-from liftcam.engine.images import colormap_jet, load_image, overlay, preprocess, resize_map
+from liftcam.engine.images import load_image, preprocess
+from liftcam.engine.maps import colormap_jet, overlay, resize_map
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from liftcam.engine import DEMO_DIR  # noqa: E402
 from liftcam.engine.bundle import load_bundle  # noqa: E402
 from liftcam.engine.errors import ExportError  # noqa: E402
 from liftcam.engine.explainer import Explainer  # noqa: E402
-from liftcam.engine.images import overlay, place_map, preprocess  # noqa: E402
+from liftcam.engine.images import preprocess  # noqa: E402
+from liftcam.engine.maps import overlay, place_map  # noqa: E402
 from liftcam.export.raw import CHECK_NODE, build_raw_model  # noqa: E402
 
 VGG = DEMO_DIR / "vgg_demo.liftcam"

@@ -93,7 +93,7 @@ def run_demo(out_dir, methods=None, shap_samples: int = SHAP_SAMPLES, tile: int 
     from liftcam.engine.atomic import save_png_atomic, write_bytes_atomic
     from liftcam.engine.bundle import load_bundle
     from liftcam.engine.explainer import Explainer
-    from liftcam.engine.images import overlay
+    from liftcam.engine.maps import overlay
     from liftcam.engine.methods import registry
     from liftcam.engine.pipeline import explain_files
 

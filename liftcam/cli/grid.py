@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from liftcam.engine.errors import InputError
-from liftcam.engine.images import colormap_jet
+from liftcam.engine.maps import colormap_jet
 
 TILE = 128                 # pixels per tile (square)
 GAP = 4                    # pixels between tiles and around the border

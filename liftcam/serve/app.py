@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from liftcam.engine import methods as _methods
 from liftcam.engine.errors import ImageTooLargeError, InputError
-from liftcam.engine.images import DEFAULT_MAX_PIXELS, decode_image, overlay, place_map, preprocess
+from liftcam.engine.images import DEFAULT_MAX_PIXELS, decode_image, preprocess
+from liftcam.engine.maps import overlay, place_map
 from liftcam.engine.pipeline import resolve_methods, resolve_target
 from liftcam.serve.batcher import Batcher
 from liftcam.serve.metrics import CONTENT_TYPE, Metrics
