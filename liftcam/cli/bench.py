@@ -1,0 +1,83 @@
+"""``liftcam bench BUNDLE``: latency of explaining against predicting, thin over
+:mod:`liftcam.engine.bench` (in the spirit of ``onnxruntime_perf_test`` and ``trtexec``)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from liftcam.cli.common import EXIT_OK, CliError, methods_arg, positive_arg, say
+
+
+def _batches(text: str) -> list:
+    import argparse
+
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8,32, got {text!r}") \
+            from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive ints, got {text!r}")
+    return list(dict.fromkeys(vals))
+
+
+def _count(text: str) -> int:
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return v
+
+
+def add_parser(sub):
+    b = sub.add_parser("bench", help="measure explaining against predicting",
+                       description="Measure each method's latency against plain prediction "
+                                   "(features then head) of the same bundle, interleaved in one "
+                                   "process: p50/p90/p99 ms, images/s, the ratio to predict's "
+                                   "p50 and peak RSS, per batch size. A table on stdout, "
+                                   "progress on stderr, records with --json.")
+    b.add_argument("bundle", metavar="BUNDLE")
+    b.add_argument("--methods", type=methods_arg, default=["liftcam"], metavar="M[,M...]",
+                   help="methods to time, or 'all' (default: liftcam)")
+    b.add_argument("--batch", type=_batches, default=[1, 8], metavar="B[,B...]",
+                   help="batch sizes (default: 1,8)")
+    b.add_argument("--providers", nargs="+", default=None, metavar="P",
+                   help="ONNX Runtime execution providers: cpu, cuda, tensorrt (default: cpu)")
+    b.add_argument("--threads", type=positive_arg, default=None, metavar="N",
+                   help="intra-op threads per session (default: ONNX Runtime's)")
+    b.add_argument("--warmup", type=_count, default=2, metavar="N",
+                   help="untimed calls per entry and batch first (default: %(default)s)")
+    b.add_argument("--repeats", type=positive_arg, default=10, metavar="N",
+                   help="timed calls per entry and batch (default: %(default)s)")
+    b.add_argument("--shap-samples", type=positive_arg, default=None, metavar="N",
+                   help="permutations per image for 'shap' on wide layers (default: 64)")
+    b.add_argument("--json", default=None, metavar="FILE",
+                   help="write the records as a JSON list to FILE")
+    b.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from liftcam.engine import bench
+    from liftcam.engine.atomic import write_bytes_atomic
+    from liftcam.engine.explainer import Explainer
+    from liftcam.engine.pipeline import resolve_methods
+
+    explainer = Explainer(args.bundle, providers=args.providers, threads=args.threads)
+    methods = resolve_methods(args.methods, explainer.bundle)
+    if args.json is not None and args.json.endswith("/"):
+        raise CliError(f"--json must be a file name, got {args.json!r}")
+    options = {"shap": {"n_samples": args.shap_samples}} if args.shap_samples else {}
+    provider = ",".join(args.providers) if args.providers else "cpu"
+    records = bench.run(explainer, methods, args.batch, warmup=args.warmup,
+                        repeats=args.repeats, options=options, provider=provider,
+                        log=lambda s: say(s))
+    say(bench.table(records), sys.stdout)
+    if args.json is not None:
+        data = json.dumps([r.as_dict() for r in records], indent=2) + "\n"
+        write_bytes_atomic(args.json, data.encode("utf-8"))
+        say(f"wrote {args.json}")
+    return EXIT_OK
