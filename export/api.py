@@ -96,7 +96,8 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
     except NotApplicable:
         pass
     layout = meta.get("layout", "NCHW")
-    models[EXPLAIN] = build_explain_model(features, deeplift, "liftcam", layout)
+    models[EXPLAIN] = build_explain_model(features, deeplift, "liftcam", layout,
+                                          alpha=models.get(ALPHA_DEEPLIFT))
     models[EXPLAIN_GRADCAM] = build_explain_model(
         features, models[multipliers_role("gradient")], "gradcam", layout)
     in_shape = [d.dim_value for d in _graph_input(model).type.tensor_type.shape.dim[1:]]
@@ -126,6 +127,9 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
         "verification": {"max_relative_error": max(errors), "rtol": VERIFY_RTOL,
                          "batch_sizes": [int(x.shape[0]) for x, _ in verify_inputs]},
     }
+    # which graph explain.onnx takes LIFT-CAM's coefficients from (DESIGN.md §5)
+    manifest["explain_coefficients"] = (ALPHA_DEEPLIFT if ALPHA_DEEPLIFT in models
+                                        else multipliers_role("deeplift"))
     if raw_note is not None:
         manifest["explain_raw_skipped"] = raw_note
     labels = meta.get("labels")

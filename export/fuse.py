@@ -11,7 +11,16 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from liftcam.contract import ACTIVATION, COEFFICIENTS, IMAGE, LOGITS, MAP, MULTIPLIERS, TARGET
+from liftcam.contract import (
+    ACTIVATION,
+    ALPHA,
+    COEFFICIENTS,
+    IMAGE,
+    LOGITS,
+    MAP,
+    MULTIPLIERS,
+    TARGET,
+)
 from liftcam.export.graph import GraphBuilder, default_opset
 from liftcam.export.split import _graph_input
 
@@ -44,9 +53,12 @@ def prefixed(model: onnx.ModelProto, prefix: str, keep: set, rename=None):
 
 
 def build_explain_model(features: onnx.ModelProto, multipliers: onnx.ModelProto,
-                        method: str, layout: str = "NCHW") -> onnx.ModelProto:
+                        method: str, layout: str = "NCHW",
+                        alpha: onnx.ModelProto = None) -> onnx.ModelProto:
     """One graph: image, target -> logits, weights, map. ``method``: "liftcam" or "gradcam";
-    ``layout``: the image's, "NCHW" or "NHWC" (the map is (N, H, W) either way)."""
+    ``layout``: the image's, "NCHW" or "NHWC" (the map is (N, H, W) either way). ``alpha``:
+    LIFT-CAM's channel-partial-sums graph (DESIGN.md §5), used instead of ``multipliers``
+    where the exporter built one: the coefficients come out of it directly."""
     if method not in ("liftcam", "gradcam"):
         raise ValueError(f"explain.onnx supports 'liftcam' and 'gradcam', not {method!r}")
     image_vi = _graph_input(features)
@@ -54,7 +66,13 @@ def build_explain_model(features: onnx.ModelProto, multipliers: onnx.ModelProto,
     H, W = (dims[1], dims[2]) if layout == "NCHW" else (dims[0], dims[1])
     K, h, w = (d.dim_value for d in features.graph.output[0].type.tensor_type.shape.dim[1:])
     f_nodes, f_inits = prefixed(features, "features/", {image_vi.name, ACTIVATION})
-    m_nodes, m_inits = prefixed(multipliers, "lift/", {ACTIVATION, TARGET, LOGITS, MULTIPLIERS})
+    use_alpha = alpha is not None and method == "liftcam"
+    if use_alpha:
+        m_nodes, m_inits = prefixed(alpha, "alpha/", {ACTIVATION, TARGET, LOGITS},
+                                    rename={ALPHA: COEFFICIENTS})
+    else:
+        m_nodes, m_inits = prefixed(multipliers, "lift/",
+                                    {ACTIVATION, TARGET, LOGITS, MULTIPLIERS})
     t = GraphBuilder(default_opset(features), name=f"liftcam_explain_{method}", prefix="tail/")
     t.add_input(IMAGE, TensorProto.FLOAT, ["N", *dims])
     t.add_input(TARGET, TensorProto.INT64, ["N"])
@@ -65,7 +83,9 @@ def build_explain_model(features: onnx.ModelProto, multipliers: onnx.ModelProto,
     for init in f_inits + m_inits:
         t.add_initializer(init)
 
-    if method == "liftcam":   # alpha_k = sum_ij A * M
+    if use_alpha:             # the α graph's output is already COEFFICIENTS
+        pass
+    elif method == "liftcam":   # alpha_k = sum_ij A * M
         am = t.op("Mul", ACTIVATION, MULTIPLIERS)
         t.reduce("ReduceSum", am, [2, 3], 0, out_name=COEFFICIENTS)
     else:                     # Grad-CAM: w_k = mean_ij G
