@@ -54,7 +54,7 @@ def test_slow_methods_announce_their_duration():
 
 @pytest.mark.parametrize("args, fragment", [
     (["--batch", "0"], "positive"),
-    (["--batch", "a,b"], "batch sizes"),
+    (["--batch", "a,b"], "positive ints like 1,8,32"),
     (["--methods", "gradcamm"], "did you mean 'gradcam'"),
     (["--methods", "cam"], "needs a linear head"),
     (["--repeats", "0"], "positive"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from liftcam.cli.common import EXIT_OK, CliError, say
+from liftcam.cli.common import EXIT_OK, CliError, needs_extra, say
 
 
 def add_parser(sub):
@@ -27,8 +27,7 @@ def run(args) -> int:
     try:
         from liftcam.export.raw import add_to_bundle
     except ImportError as exc:
-        raise CliError(f"add-raw needs onnx ({exc.name}: not installed); "
-                       "pip install 'liftcam[export]'") from None
+        raise needs_extra("liftcam add-raw", exc, "export") from None
     path = add_to_bundle(args.bundle, alpha=args.alpha)
     say(f"wrote {path}", sys.stdout)
     return EXIT_OK

@@ -5,32 +5,15 @@ from __future__ import annotations
 import json
 import sys
 
-from liftcam.cli.common import EXIT_OK, CliError, methods_arg, positive_arg, say
-
-
-def _batches(text: str) -> list:
-    import argparse
-
-    try:
-        vals = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8,32, got {text!r}") \
-            from None
-    if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive ints, got {text!r}")
-    return list(dict.fromkeys(vals))
-
-
-def _count(text: str) -> int:
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
-    return v
+from liftcam.cli.common import (
+    EXIT_OK,
+    CliError,
+    count_arg,
+    ints_arg,
+    methods_arg,
+    positive_arg,
+    say,
+)
 
 
 def add_parser(sub):
@@ -43,13 +26,13 @@ def add_parser(sub):
     b.add_argument("bundle", metavar="BUNDLE")
     b.add_argument("--methods", type=methods_arg, default=["liftcam"], metavar="M[,M...]",
                    help="methods to time, or 'all' (default: liftcam)")
-    b.add_argument("--batch", type=_batches, default=[1, 8], metavar="B[,B...]",
+    b.add_argument("--batch", type=ints_arg, default=[1, 8], metavar="B[,B...]",
                    help="batch sizes (default: 1,8)")
     b.add_argument("--providers", nargs="+", default=None, metavar="P",
                    help="ONNX Runtime execution providers: cpu, cuda, tensorrt (default: cpu)")
     b.add_argument("--threads", type=positive_arg, default=None, metavar="N",
                    help="intra-op threads per session (default: ONNX Runtime's)")
-    b.add_argument("--warmup", type=_count, default=2, metavar="N",
+    b.add_argument("--warmup", type=count_arg, default=2, metavar="N",
                    help="untimed calls per entry and batch first (default: %(default)s)")
     b.add_argument("--repeats", type=positive_arg, default=10, metavar="N",
                    help="timed calls per entry and batch (default: %(default)s)")

@@ -77,14 +77,35 @@ def triple_arg(text: str) -> list:
     return vals
 
 
-def positive_arg(text: str) -> int:
+def _int_at_least(text: str, minimum: int, what: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+        v = minimum - 1
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return v
+
+
+def positive_arg(text: str) -> int:
+    return _int_at_least(text, 1, "a positive int")
+
+
+def count_arg(text: str) -> int:
+    """An int >= 0 (e.g. a number of warm-up calls)."""
+    return _int_at_least(text, 0, "an int >= 0")
+
+
+def ints_arg(text: str) -> list:
+    """Comma-separated positive ints, e.g. batch sizes ``1,8,32`` (duplicates dropped)."""
+    vals = [_int_at_least(v, 1, "positive ints like 1,8,32") for v in text.split(",")]
+    return list(dict.fromkeys(vals))
+
+
+def needs_extra(what: str, exc: ImportError, extra: str) -> "CliError":
+    """The error for a command whose optional dependencies are not installed."""
+    return CliError(f"{what} needs the '{extra}' extra ({exc.name or exc} is missing): "
+                    f"pip install 'liftcam[{extra}]'")
 
 
 def methods_arg(text: str) -> list:

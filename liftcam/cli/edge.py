@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from liftcam.cli.common import EXIT_OK, CliError, positive_arg, say
+from liftcam.cli.common import EXIT_OK, CliError, needs_extra, positive_arg, say
 
 
 def _fraction(text: str) -> float:
@@ -58,8 +58,7 @@ def run(args) -> int:
         from liftcam.export.edge.build import build_edge
         from liftcam.export.edge.report import table, thresholds
     except ImportError as exc:
-        raise CliError(f"edge needs onnx and onnxruntime's tools ({exc.name}: not installed);"
-                       " pip install 'liftcam[export]'") from None
+        raise needs_extra("liftcam edge", exc, "export") from None
     from liftcam.engine.inputs import collect_inputs
 
     files = None

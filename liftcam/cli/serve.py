@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 
-from liftcam.cli.common import EXIT_OK, CliError, positive_arg, say
+from liftcam.cli.common import EXIT_OK, CliError, needs_extra, positive_arg, say
 
 #: seconds the in-flight requests get to finish after SIGTERM before they are cut
 DRAIN_SECONDS = 60
@@ -49,8 +49,7 @@ def run(args) -> int:
 
         from liftcam.serve.app import Limits, create_app
     except ImportError as exc:
-        raise CliError(f"liftcam serve needs the 'serve' extra ({exc.name} is missing): "
-                       "pip install 'liftcam[serve]'") from None
+        raise needs_extra("liftcam serve", exc, "serve") from None
     from liftcam.engine.explainer import Explainer
     from liftcam.engine.images import DEFAULT_MAX_PIXELS
 
