@@ -2,9 +2,9 @@
 
 Loading
 -------
-:func:`load_image` reads JPEG, PNG, WebP, TIFF, BMP (and whatever else Pillow
-decodes, e.g. GIF: the first frame) and always returns an 8-bit ``RGB``
-``PIL.Image``:
+:func:`load_image` (a file; :func:`load_image_bytes`: the same from memory) reads JPEG,
+PNG, WebP, TIFF, BMP (and whatever else Pillow decodes, e.g. GIF: the first frame) and always
+returns an 8-bit ``RGB`` ``PIL.Image``:
 
 - the EXIF ``Orientation`` tag is applied (``PIL.ImageOps.exif_transpose``);
 - ``L``/``1``/``P``/``CMYK``/``YCbCr``/... are converted with Pillow's ``convert("RGB")``;
@@ -58,6 +58,7 @@ Atomic file writers live in :mod:`liftcam.engine.atomic`.
 """
 from __future__ import annotations
 
+import io
 import os
 from numbers import Real
 from pathlib import Path
@@ -71,6 +72,7 @@ from liftcam.engine.tail import interpolation_matrix, upsample_bilinear
 
 __all__ = [
     "load_image",
+    "load_image_bytes",
     "to_rgb",
     "preprocess",
     "validate_preprocessing",
@@ -172,19 +174,38 @@ def load_image(path, background=(0, 0, 0), max_pixels=DEFAULT_MAX_PIXELS) -> Ima
     except TypeError:
         raise InputError(f"image path must be a str or os.PathLike, "
                          f"got {type(path).__name__}") from None
-    name = str(p)
+    what = f"image file {str(p)!r}"
     if not p.exists():
-        raise InputError(f"image file {name!r} does not exist")
+        raise InputError(f"{what} does not exist")
     if not p.is_file():
-        raise InputError(f"image path {name!r} is not a regular file")
+        raise InputError(f"image path {str(p)!r} is not a regular file")
     try:
         size = p.stat().st_size
     except OSError as e:
-        raise InputError(f"cannot read image file {name!r}: {e}") from e
+        raise InputError(f"cannot read {what}: {e}") from e
     if size == 0:
-        raise InputError(f"image file {name!r} is empty (0 bytes)")
+        raise InputError(f"{what} is empty (0 bytes)")
+    return _decode(p, what, background, max_pixels)
+
+
+def load_image_bytes(data, background=(0, 0, 0), max_pixels=DEFAULT_MAX_PIXELS,
+                     name=None) -> Image.Image:
+    """:func:`load_image` for an encoded image held in memory (``bytes``, ``bytearray`` or
+    ``memoryview``: a PNG/JPEG/... file's contents). Same decoding, checks and errors; ``name``
+    (e.g. where the bytes came from) is used in messages."""
+    what = f"image {name!r}" if name is not None else "image bytes"
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"{what}: expected bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise InputError(f"{what} is empty (0 bytes)")
+    return _decode(io.BytesIO(bytes(data)), what, background, max_pixels)
+
+
+def _decode(src, what: str, background, max_pixels) -> Image.Image:
+    """Decode ``src`` (a path or a binary file object) to RGB; every failure becomes an
+    InputError starting with ``what`` (e.g. "image file 'x.png'")."""
     try:
-        with Image.open(p) as im:
+        with Image.open(src) as im:
             if max_pixels is not None and im.width * im.height > max_pixels:
                 raise InputError(f"has {im.width}x{im.height} = {im.width * im.height:,} "
                                  f"pixels, over the limit of {max_pixels:,} (max_pixels, "
@@ -195,22 +216,22 @@ def load_image(path, background=(0, 0, 0), max_pixels=DEFAULT_MAX_PIXELS) -> Ima
             rgb = to_rgb(im, background)
             rgb.load()
     except InputError as e:
-        raise InputError(f"image file {name!r}: {e}") from e
+        raise InputError(f"{what}: {e}") from e
     except Image.DecompressionBombError as e:
         raise InputError(
-            f"image file {name!r} is too large to decode safely (decompression bomb guard, "
+            f"{what} is too large to decode safely (decompression bomb guard, "
             f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}): {e}") from e
     except UnidentifiedImageError as e:
-        raise InputError(f"image file {name!r} is not an image Pillow can identify "
+        raise InputError(f"{what} is not an image Pillow can identify "
                          f"(unknown format or not an image)") from e
     except PermissionError as e:
-        raise InputError(f"image file {name!r} cannot be read: {e}") from e
+        raise InputError(f"{what} cannot be read: {e}") from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
             MemoryError, RuntimeError) as e:
-        what = str(e) or type(e).__name__
-        if "truncated" in what.lower():
-            raise InputError(f"image file {name!r} is truncated: {what}") from e
-        raise InputError(f"image file {name!r} is corrupt or unreadable: {what}") from e
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg.lower():
+            raise InputError(f"{what} is truncated: {msg}") from e
+        raise InputError(f"{what} is corrupt or unreadable: {msg}") from e
     return rgb
 
 
