@@ -19,6 +19,7 @@ setup(
         "liftcam",
         "liftcam.cli",
         "liftcam.metrics",
+        "liftcam.integrations",
         "liftcam.engine",
         "liftcam.export",
         "liftcam.export.demo",
