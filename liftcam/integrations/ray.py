@@ -32,6 +32,7 @@ __all__ = ["explain_images", "explain_to_parquet", "COLUMNS"]
 COLUMNS = ("path", "predicted", "target", "target_label", "probability", "map", "method",
            "error")
 DECODE_CPUS = 0.25          # logical CPUs per decode task
+HEADROOM_CPUS = 1.0         # left to the tasks before the actors (decode, the source's reads)
 
 
 def _ray():
@@ -57,7 +58,8 @@ def explain_images(source, bundle, method="liftcam", batch_size: int = 32, concu
     explaining actors. ``num_cpus``/``num_gpus``: reserved per actor (``providers=["cuda"]``
     with ``num_gpus=1`` on GPU nodes); ``threads``: ONNX Runtime intra-op threads per actor
     (default: ``num_cpus`` rounded, at least 1). When the cluster has fewer CPUs than the
-    actors and the decode tasks ask for, the actors' share is scaled down to fit.
+    actors ask for plus one for the tasks upstream of them (decoding, the source's own
+    reads), the actors' share is scaled down to fit, so they cannot starve those tasks.
     """
     ray = _ray()
     from liftcam.engine import methods as _methods
@@ -79,8 +81,8 @@ def explain_images(source, bundle, method="liftcam", batch_size: int = 32, concu
         ray.init()
     threads = threads or max(1, int(round(num_cpus)))
     total = ray.cluster_resources().get("CPU", 0)
-    if total and concurrency * num_cpus + DECODE_CPUS > total:
-        num_cpus = max(0.05, (total - DECODE_CPUS) / concurrency)
+    if total and concurrency * num_cpus + HEADROOM_CPUS > total:
+        num_cpus = max(0.05, (total - HEADROOM_CPUS) / concurrency)
     ds = _source(source, ray, batch_size)
     decoded = ds.map_batches(_decode, batch_size=batch_size, batch_format="numpy",
                              num_cpus=DECODE_CPUS,
@@ -88,8 +90,9 @@ def explain_images(source, bundle, method="liftcam", batch_size: int = 32, concu
                                         "shape": tuple(b.input_shape),
                                         "max_pixels": max_pixels})
     return decoded.map_batches(
-        _Explain, batch_size=batch_size, batch_format="numpy", concurrency=concurrency,
-        num_cpus=num_cpus, num_gpus=num_gpus,
+        _Explain, batch_size=batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus,
+        num_gpus=num_gpus,
         fn_constructor_kwargs={"bundle": str(b.path), "methods": methods, "target": target,
                                "options": options, "providers": providers,
                                "threads": threads})
@@ -99,11 +102,10 @@ def _source(source, ray, batch_size):
     """The input as a Dataset with a ``path`` and/or an ``image`` (bytes) column."""
     if isinstance(source, ray.data.Dataset):
         names = source.schema().names
-        cols = [c for c in ("path", "image") if c in names]
-        if not cols:
+        if "path" not in names and "image" not in names:
             raise InputError(f"the dataset needs a 'path' or an 'image' (bytes) column; it "
                              f"has {names}")
-        return source.select_columns(cols)
+        return source          # _decode reads those two columns only
     from liftcam.engine.inputs import collect_inputs
 
     specs = [source] if isinstance(source, (str, os.PathLike)) else list(source)
