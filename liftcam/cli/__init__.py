@@ -1,5 +1,5 @@
 """The ``liftcam`` command line: ``demo``, ``explain``, ``info``, ``export``, ``layers``,
-``add-raw``.
+``add-raw``, ``export-triton``.
 
 One module per command (``add_parser(sub)`` + ``run(args)``), each thin over the public API;
 what they share is in :mod:`liftcam.cli.common`. Run-time commands (``demo``, ``explain``,
@@ -17,7 +17,7 @@ import os
 import sys
 
 from liftcam import __version__
-from liftcam.cli import add_raw, demo, explain, export, info, layers
+from liftcam.cli import add_raw, demo, explain, export, export_triton, info, layers
 from liftcam.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -29,7 +29,7 @@ from liftcam.cli.common import (
 )
 from liftcam.engine.errors import LiftcamError
 
-COMMANDS = (demo, explain, info, export, layers, add_raw)
+COMMANDS = (demo, explain, info, export, layers, add_raw, export_triton)
 __all__ = ["main", "build_parser", "CliError"]
 
 
