@@ -46,6 +46,9 @@ setup(
         "export": ["torch==2.14.1", "torchvision==0.29.1", "onnx>=1.15"],
         "gpu": ["onnxruntime-gpu>=1.16", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
         "pycuda": ["pycuda"],
+        # liftcam.integrations (imported only when called); the tests use both
+        "ray": ["ray[data]>=2.9", "pyarrow"],
+        "triton": ["tritonclient[grpc]>=2.40", "onnx>=1.15"],
         "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7", "opencv-python-headless>=4.8",
                  "grad-cam>=1.5", "ruff>=0.6"],
         "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],
