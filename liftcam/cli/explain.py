@@ -106,7 +106,7 @@ def _run_ray(args, options, max_pixels, t0) -> int:
         args.inputs, args.bundle, args.out, address=args.ray_address, overwrite=args.overwrite,
         method=args.method, target=args.target, batch_size=args.batch_size,
         concurrency=args.ray_actors, options=options, max_pixels=max_pixels,
-        providers=args.providers, threads=args.threads)
+        providers=args.providers, threads=args.threads, progress=not args.quiet)
     if not args.quiet:
         say(f"explained {rows - len(failures)} row(s) on Ray in {time.perf_counter() - t0:.1f}s "
             f"-> {args.out}/ (Parquet)", sys.stderr)

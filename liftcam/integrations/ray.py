@@ -213,11 +213,13 @@ def _table(rows, hw):
     return pa.table({c: cols[c] for c in COLUMNS})
 
 
-def explain_to_parquet(inputs, bundle, out, *, address=None, overwrite=False, **kwargs):
+def explain_to_parquet(inputs, bundle, out, *, address=None, overwrite=False, progress=True,
+                       **kwargs):
     """Run :func:`explain_images` and write its rows as Parquet files into ``out``; what
     ``liftcam explain --ray`` calls. Connects to ``address`` (a Ray cluster, e.g.
     ``ray://head:10001`` or ``auto``) or starts a local Ray. A non-empty ``out`` is refused
-    unless ``overwrite`` and it holds only Parquet files (which are removed first). Returns
+    unless ``overwrite`` and it holds only Parquet files (which are removed first).
+    ``progress``: Ray Data's progress output (Ray's own logs are kept to warnings). Returns
     ``(rows, failures)``: the number of rows written and ``[(path, error)]``."""
     ray = _ray()
     import pyarrow.parquet as pq
@@ -233,11 +235,16 @@ def explain_to_parquet(inputs, bundle, out, *, address=None, overwrite=False, **
     if others:
         raise InputError(f"{out} holds files that are not Parquet ({', '.join(others[:3])}); "
                          "choose another output folder")
+    import logging
+
     started = False
     if not ray.is_initialized():
         local = {} if address else {"include_dashboard": False}
-        ray.init(address=address, **local)
+        ray.init(address=address, logging_level=logging.WARNING, **local)
         started = True
+    ray.data.DataContext.get_current().enable_progress_bars = bool(progress)
+    if not progress:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         for p in old:
             p.unlink()
