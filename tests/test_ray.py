@@ -82,12 +82,15 @@ def labels_index(bundle, label):
     return Explainer(bundle).bundle.labels.index(label)
 
 
-def test_bad_images_become_error_rows(ray, bad_files):
+def test_bad_images_become_error_rows(ray, bad_files, tmp_path):
     from liftcam.integrations.ray import explain_images
 
-    paths = [str(IMAGES[0]), *map(str, bad_files.values()), str(IMAGES[1])]
+    odd = tmp_path / os.fsdecode(b"odd\xffname.png")      # not UTF-8: path shown with U+FFFD
+    odd.write_bytes(IMAGES[2].read_bytes())
+    paths = [str(IMAGES[0]), *map(str, bad_files.values()), str(IMAGES[1]), str(odd)]
     rows = {r["path"]: r for r in explain_images(paths, VGG, batch_size=2).take_all()}
-    assert len(rows) == 5
+    assert len(rows) == 6
+    assert rows[str(tmp_path / "odd\ufffdname.png")]["target_label"] == "diamond"
     why = {"corrupt": "truncated|corrupt", "empty": "empty", "missing": "does not exist"}
     for kind, path in bad_files.items():
         r = rows[str(path)]

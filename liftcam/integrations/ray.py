@@ -50,7 +50,8 @@ def explain_images(source, bundle, method="liftcam", batch_size: int = 32, concu
     docstring for its columns).
 
     ``source``: a list of image paths, folders or globs (as ``liftcam explain`` takes them; a
-    path that matches nothing becomes an error row), one folder or glob, or a
+    path that matches nothing becomes an error row; rows carry absolute paths), one folder or
+    glob, or a
     ``ray.data.Dataset`` with a ``path`` column and/or an ``image`` column of encoded bytes.
     ``bundle``: a bundle directory, readable at the same path on every node. ``method``: a
     name, ``"all"`` or a list (one row per image and method). ``target``: None (the predicted
@@ -93,8 +94,8 @@ def explain_images(source, bundle, method="liftcam", batch_size: int = 32, concu
         _Explain, batch_size=batch_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus,
         num_gpus=num_gpus,
-        fn_constructor_kwargs={"bundle": str(b.path), "methods": methods, "target": target,
-                               "options": options, "providers": providers,
+        fn_constructor_kwargs={"bundle": str(Path(b.path).resolve()), "methods": methods,
+                               "target": target, "options": options, "providers": providers,
                                "threads": threads})
 
 
@@ -110,7 +111,8 @@ def _source(source, ray, batch_size):
 
     specs = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     files, missing = collect_inputs(specs)
-    items = [{"path": os.fsdecode(p)} for p in [*files, *missing]]
+    # absolute: Ray's workers do not share the driver's working directory
+    items = [{"path": os.path.abspath(os.fsdecode(p))} for p in [*files, *missing]]
     if not items:
         raise InputError(f"no input images found in {', '.join(map(str, specs))}")
     blocks = max(1, -(-len(items) // batch_size))
@@ -143,8 +145,16 @@ def _decode(batch, preprocessing, shape, max_pixels):
             x[i] = preprocess([img], preprocessing)[0]
         except ISOLATED as exc:
             errors[i] = one_line(exc)
-    return pa.table({"path": pa.array(names, pa.string()), "x": ArrowTensorArray.from_numpy(x),
+    return pa.table({"path": pa.array([_text(n) for n in names], pa.string()),
+                     "x": ArrowTensorArray.from_numpy(x),
                      "error": pa.array(errors, pa.string())})
+
+
+def _text(name):
+    """A path as valid UTF-8 for Arrow (undecodable bytes of a file name become U+FFFD)."""
+    if name is None:
+        return None
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class _Silent:
