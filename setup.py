@@ -21,6 +21,7 @@ setup(
         "liftcam.cli",
         "liftcam.metrics",
         "liftcam.serve",
+        "liftcam.integrations",
         "liftcam.engine",
         "liftcam.export",
         "liftcam.export.demo",
@@ -58,6 +59,9 @@ setup(
         "serve": SERVE,
         # the server tests use httpx and drive Debian's chromium with playwright (no
         # `playwright install`: .ci/run installs the browser with apt-get)
+        # liftcam.integrations (imported only when called); the tests use both
+        "ray": ["ray[data]>=2.9", "pyarrow"],
+        "triton": ["tritonclient[grpc]>=2.40", "onnx>=1.15"],
         "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7", "opencv-python-headless>=4.8",
                  "grad-cam>=1.5", "ruff>=0.6", "httpx>=0.27", "playwright>=1.40", *SERVE],
         "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],

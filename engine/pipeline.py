@@ -269,12 +269,12 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
                     img = load_image(path, max_pixels=max_pixels)
                     loaded.append((path, stem, img, preprocess([img], pre, bundle.layout)))
                 except ISOLATED as exc:
-                    fail(path, _one_line(exc))
+                    fail(path, one_line(exc))
                     bar.update(steps)
             for method in methods:
                 t0 = time.perf_counter()
-                for j, path, stem, img, e in _explain(explainer, loaded, method, target,
-                                                      options.get(method, {}), bar, fail):
+                for j, path, stem, img, e in explain_isolated(
+                        explainer, loaded, method, target, options.get(method, {}), bar, fail):
                     try:
                         name = f"{stem}_{method}"
                         save_png_atomic(overlay(img, place_map(e.maps[j], img.size, pre),
@@ -286,7 +286,7 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
                         if on_result is not None:
                             on_result(ImageResult(path, stem, method, img, e.maps[j], rec))
                     except ISOLATED as exc:
-                        fail(path, f"{type(exc).__name__}: {_one_line(exc)}", method)
+                        fail(path, f"{type(exc).__name__}: {one_line(exc)}", method)
                     bar.update(1)
                 summary.method_seconds[method] += time.perf_counter() - t0
     finally:
@@ -297,13 +297,15 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
     return summary
 
 
-def _one_line(exc) -> str:
+def one_line(exc) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _explain(explainer, loaded, method, target, opts, bar, fail):
-    """Yield ``(row, path, stem, image, explanation)`` for the loaded images: the batch in one
-    engine call or, if that fails, image by image, so only a bad image is lost."""
+def explain_isolated(explainer, loaded, method, target, opts, bar, fail):
+    """Yield ``(row, path, stem, image, explanation)`` for ``loaded`` = ``[(path, stem, image,
+    x (1,C,H,W))]``: the batch in one engine call or, if that fails, image by image, so only a
+    bad image is lost (reported through ``fail(path, why, method)``; ``bar.update(n)`` gets the
+    progress). Shared by :func:`explain_files` and ``liftcam.integrations.ray``."""
     if not loaded:
         return
     try:
@@ -311,11 +313,11 @@ def _explain(explainer, loaded, method, target, opts, bar, fail):
                               method=method, progress=bar.update, **opts)
     except ISOLATED as exc:
         if len(loaded) == 1:
-            fail(loaded[0][0], f"{method}: {_one_line(exc)}", method)
+            fail(loaded[0][0], f"{method}: {one_line(exc)}", method)
             bar.update(1)
             return
         for item in loaded:
-            yield from _explain(explainer, [item], method, target, opts, bar, fail)
+            yield from explain_isolated(explainer, [item], method, target, opts, bar, fail)
         return
     for j, (path, stem, img, _) in enumerate(loaded):
         yield j, path, stem, img, e

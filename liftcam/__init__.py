@@ -34,7 +34,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-_SUBPACKAGES = ("cli", "contract", "engine", "export", "kernels", "metrics")
+_SUBPACKAGES = ("cli", "contract", "engine", "export", "integrations", "kernels", "metrics")
 
 
 def __getattr__(name):

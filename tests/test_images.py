@@ -475,3 +475,18 @@ def test_overlay_formula_without_grad_cam():
     ref = (1 - w) * heat + w * (np.float32(img) / 255)
     ref = np.uint8(255 * (ref / np.max(ref)))
     np.testing.assert_array_equal(np.asarray(overlay(Image.fromarray(img), cam, alpha)), ref)
+
+
+def test_decode_image_decodes_like_load_image(tmp_path, rgb):
+    """The in-memory loader shares load_image's decoding and its errors."""
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)
+    data = path.read_bytes()
+    assert np.array_equal(np.asarray(li.decode_image(data)), np.asarray(load_image(path)))
+    assert np.array_equal(np.asarray(li.decode_image(memoryview(data))), rgb)
+    for bad, why in ((b"", "empty"), (b"not an image" * 10, "not an image"),
+                     (data[:len(data) // 2], "truncated|corrupt"), ("a.png", "must be bytes")):
+        with pytest.raises(InputError, match=why):
+            li.decode_image(bad, name="row 3")
+    with pytest.raises(InputError, match="over the limit"):
+        li.decode_image(data, max_pixels=100)

@@ -58,10 +58,10 @@ def demo_images() -> list:
     return [DEMO_DIR / s["file"] for s in samples["images"]]
 
 
-def _images(files, pre):
+def _images(files, pre, layout):
     if not files:
         raise InputError("no calibration images")
-    return preprocess([load_image(f) for f in files], pre)
+    return preprocess([load_image(f) for f in files], pre, layout)
 
 
 def _measure(path, x, targets, ref_logits, ref_maps, threads=1):
@@ -132,7 +132,7 @@ def build_edge(bundle, out_dir, int8=False, fp16_variant=False, calibration=None
     limits = limits or report.thresholds()
     pre = b.manifest["preprocessing"]
     files = list(calibration) if calibration else demo_images()
-    x = _images(files, pre)
+    x = _images(files, pre, b.layout)
     out = Path(out_dir)
     _check_out(out, overwrite)
     with tempfile.TemporaryDirectory(prefix="liftcam-edge-") as tmp:

@@ -74,7 +74,8 @@ def _raw_model(bundle) -> onnx.ModelProto:
     from liftcam.export.raw import build_raw_model
 
     return build_raw_model(onnx.load(str(bundle.graph(EXPLAIN))),
-                           bundle.manifest["preprocessing"], bundle.input_shape)
+                           bundle.manifest["preprocessing"], bundle.input_shape,
+                           layout=bundle.layout)
 
 
 def build_page(bundle, web_dir) -> dict:
@@ -89,7 +90,7 @@ def build_page(bundle, web_dir) -> dict:
         shutil.copy(dist / f, web / f)
     onnx.save(_raw_model(bundle), str(web / MODEL))
     m = bundle.manifest
-    C, H, W = bundle.input_shape
+    H, W = bundle.image_hw
     (web / "model.json").write_text(json.dumps({
         "name": bundle.path.name, "labels": m.get("labels"), "num_classes": m["num_classes"],
         "input": f"{W}x{H} RGB, any image size"}, indent=1) + "\n")

@@ -1,5 +1,5 @@
 """The ``liftcam`` command line: ``demo``, ``explain``, ``info``, ``export``, ``layers``,
-``add-raw``, ``serve``, ``edge``, ``bench``.
+``add-raw``, ``serve``, ``edge``, ``bench``, ``export-triton``.
 
 One module per command (``add_parser(sub)`` + ``run(args)``), each thin over the public API;
 what they share is in :mod:`liftcam.cli.common`. Run-time commands (``demo``, ``explain``,
@@ -21,7 +21,18 @@ import sys
 import threading
 
 from liftcam import __version__
-from liftcam.cli import add_raw, bench, demo, edge, explain, export, info, layers, serve
+from liftcam.cli import (
+    add_raw,
+    bench,
+    demo,
+    edge,
+    explain,
+    export,
+    export_triton,
+    info,
+    layers,
+    serve,
+)
 from liftcam.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -37,7 +48,7 @@ from liftcam.cli.common import (
 from liftcam.engine.errors import LiftcamError
 from liftcam.engine.inputs import printable
 
-COMMANDS = (demo, explain, info, export, layers, add_raw, serve, edge, bench)
+COMMANDS = (demo, explain, info, export, layers, add_raw, serve, edge, bench, export_triton)
 __all__ = ["main", "build_parser", "CliError"]
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import sys
 import time
 
-from liftcam.cli.common import EXIT_OK, EXIT_PARTIAL, method_choices, methods_arg, positive_arg, say
+from liftcam.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    CliError,
+    method_choices,
+    methods_arg,
+    positive_arg,
+    say,
+)
 
 
 def add_parser(sub):
@@ -47,6 +55,17 @@ def add_parser(sub):
     e.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier run in DIR (default: refuse)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    r = e.add_argument_group("Ray Data (pip install 'liftcam[ray]')")
+    r.add_argument("--ray", action="store_true",
+                   help="explain on Ray (decode tasks + a pool of explaining actors) and write "
+                        "Parquet files into DIR: path, predicted, target, target_label, "
+                        "probability, map (float16), method, error; no overlays (--maps, "
+                        "--top-k and --alpha do not apply)")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster to connect to (e.g. auto or ray://head:10001; "
+                        "default: a local Ray)")
+    r.add_argument("--ray-actors", type=positive_arg, default=2, metavar="N",
+                   help="explaining actors, each loading the bundle once (default: %(default)s)")
     e.set_defaults(func=run)
 
 
@@ -57,6 +76,10 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     options = {"shap": {"n_samples": args.shap_samples}} if args.shap_samples else None
+    if args.ray_address and not args.ray:
+        raise CliError("--ray-address needs --ray")
+    if args.ray:
+        return _run_ray(args, options, args.max_pixels or DEFAULT_MAX_PIXELS, t0)
     summary = explain_files(args.bundle, args.inputs, args.out, methods=args.method,
                             target=args.target, batch_size=args.batch_size, maps=args.maps,
                             top_k=args.top_k, alpha=args.alpha, overwrite=args.overwrite,
@@ -73,5 +96,24 @@ def run(args) -> int:
             + (" ..." if len(names) > 10 else "") + " (error lines in results.jsonl)")
         if summary.explained == 0:
             say("liftcam: error: no image could be explained")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _run_ray(args, options, max_pixels, t0) -> int:
+    from liftcam.integrations.ray import explain_to_parquet
+
+    rows, failures = explain_to_parquet(
+        args.inputs, args.bundle, args.out, address=args.ray_address, overwrite=args.overwrite,
+        method=args.method, target=args.target, batch_size=args.batch_size,
+        concurrency=args.ray_actors, options=options, max_pixels=max_pixels,
+        providers=args.providers, threads=args.threads, progress=not args.quiet)
+    if not args.quiet:
+        say(f"explained {rows - len(failures)} row(s) on Ray in {time.perf_counter() - t0:.1f}s "
+            f"-> {args.out}/ (Parquet)", sys.stderr)
+    if failures:
+        names = sorted({str(name) for name, _ in failures})
+        say(f"liftcam: {len(names)} input(s) failed: " + ", ".join(names[:10])
+            + (" ..." if len(names) > 10 else "") + " (rows with an error in the Parquet files)")
         return EXIT_PARTIAL
     return EXIT_OK

@@ -164,10 +164,10 @@ def create_app(explainer, limits: Limits = None, warm: bool = True) -> Starlette
     metrics = Metrics(limits.max_batch)
     batcher = Batcher(explainer, limits.max_batch, limits.max_wait_ms, on_batch=metrics.batch)
     metrics.queue_depth = lambda: batcher.depth
-    C, H, W = bundle.input_shape
+    H, W = bundle.image_hw
 
     def warm_up():
-        x = np.zeros((1, C, H, W), np.float32)
+        x = np.zeros((1, *bundle.input_shape), np.float32)
         for m in ("liftcam", "gradcam"):          # the deeplift and the gradient graphs
             if m in _methods.available(bundle):
                 explainer.explain(x, method=m, progress=False)
@@ -196,7 +196,7 @@ def create_app(explainer, limits: Limits = None, warm: bool = True) -> Starlette
         return JSONResponse({"status": "ok"})
 
     info = {"name": bundle.path.name.removesuffix(".liftcam"), "num_classes": bundle.num_classes,
-            "labels": labels, "input_size": [H, W], "input_shape": [C, H, W],
+            "labels": labels, "input_size": [H, W], "input_shape": list(bundle.input_shape),
             "methods": _methods.available(bundle), "default_method": "liftcam",
             "target_layer": bundle.manifest["target_layer"].get("name"),
             "activation_shape": list(bundle.activation_shape), "preprocessing": pre,
@@ -227,7 +227,7 @@ def create_app(explainer, limits: Limits = None, warm: bool = True) -> Starlette
     def _decode(data):
         try:
             img = decode_image(data, name="the uploaded image", max_pixels=limits.max_pixels)
-            return img, preprocess([img], pre)
+            return img, preprocess([img], pre, bundle.layout)
         except ImageTooLargeError as exc:
             raise HttpError(413, str(exc)) from None
         except InputError as exc:
