@@ -5,9 +5,10 @@ over the preprocessed calibration images, explaining the class float32 predicts;
 quantisation (int8 weights, activations quantised at run time) when no images are given.
 
 Two candidates per bundle: ``all`` quantises every Conv/MatMul/Gemm, the head's forward and
-DeepLIFT backward (nodes ``lift/...``) included; ``features`` keeps everything outside the
-features part (``lift/...`` and the CAM ``tail/...``) in float. :mod:`liftcam.export.edge.build`
-measures both and picks (see :data:`KEEP_FLOAT_MARGIN`).
+DeepLIFT backward (nodes ``lift/...``, or ``alpha/...`` where explain.onnx takes LIFT-CAM's
+coefficients from the channel-partial-sums graph) included; ``features`` keeps everything
+outside the features part (that sub-graph and the CAM ``tail/...``) in float.
+:mod:`liftcam.export.edge.build` measures both and picks (see :data:`KEEP_FLOAT_MARGIN`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from liftcam.contract import IMAGE, TARGET
 from liftcam.engine.errors import ExportError
 
 FEATURES_PREFIX = "features/"
+#: node-name prefixes of the head and its DeepLIFT/gradient sub-graph in explain.onnx
+HEAD_PREFIXES = ("lift", "alpha")
 CANDIDATES = ("all", "features")
 #: compute ops whose weights int8 stores
 COMPUTE = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -36,15 +39,18 @@ INTEGER_OPS = ("ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "
 
 
 def part(node_name: str) -> str:
-    """``features``, ``lift`` (the head and its multipliers) or ``tail`` (the CAM tail)."""
-    return node_name.split("/", 1)[0] if "/" in node_name else "other"
+    """``features``, ``lift`` (the head and its multipliers or α graph) or ``tail`` (the CAM
+    tail)."""
+    prefix = node_name.split("/", 1)[0] if "/" in node_name else "other"
+    return "lift" if prefix in HEAD_PREFIXES else prefix
 
 
 def float_nodes(model: onnx.ModelProto) -> list:
     """Names of the nodes the ``features`` candidate keeps in float (all but features/)."""
     names = [n.name for n in model.graph.node if not n.name.startswith(FEATURES_PREFIX)]
-    if not any(n.name.startswith("lift/") for n in model.graph.node):
-        raise ExportError("explain.onnx has no 'lift/' nodes: not a liftcam fused graph?")
+    if not any(part(n.name) == "lift" for n in model.graph.node):
+        raise ExportError("explain.onnx has no 'lift/' or 'alpha/' nodes: not a liftcam fused "
+                          "graph?")
     return names
 
 

@@ -137,7 +137,8 @@ def _decode(batch, preprocessing, shape, layout, max_pixels):
         try:
             data = None if images is None else images[i]
             if data is not None:
-                img = decode_image(data, name=name or "image bytes", max_pixels=max_pixels)
+                what = f"image {name!r}" if name is not None else "image bytes"
+                img = decode_image(data, name=what, max_pixels=max_pixels)
             elif name is not None:
                 img = load_image(name, max_pixels=max_pixels)
             else:
