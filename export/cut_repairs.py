@@ -20,21 +20,31 @@ SHAPE_OPS = {"Shape", "Size"}
 
 
 def shape_only(graph: onnx.GraphProto, name: str, image: str, prod=None, memo=None) -> bool:
-    """True when ``name`` depends on the image only through Shape nodes (or not at all)."""
+    """True when ``name`` depends on the image only through Shape nodes (or not at all).
+
+    Iterative (a deep network's data path is thousands of nodes long); ``memo`` caches
+    answers across calls."""
     prod = prod if prod is not None else {o: n for n in graph.node for o in n.output if o}
     memo = memo if memo is not None else {}
-    if name in memo:
-        return memo[name]
-    memo[name] = True                   # cycles cannot occur; guards deep recursion re-entry
-    node = prod.get(name)
-    if node is None:
-        ok = name != image              # an initializer or a constant graph input
-    elif node.op_type in SHAPE_OPS:
-        ok = node.op_type == "Shape"
-    else:
-        ok = all(shape_only(graph, i, image, prod, memo) for i in node.input if i)
-    memo[name] = ok
-    return ok
+    stack, seen, bad = [name], set(), False
+    while stack and not bad:
+        t = stack.pop()
+        if t in memo:
+            bad = memo[t] is False
+            continue
+        if t in seen:
+            continue
+        seen.add(t)
+        node = prod.get(t)
+        if node is None:
+            bad = t == image        # the image itself, not through Shape
+        elif node.op_type in SHAPE_OPS:
+            bad = node.op_type != "Shape"
+        else:
+            stack.extend(i for i in node.input if i)
+    for t in ([name] if bad else seen):
+        memo[t] = not bad
+    return not bad
 
 
 def classify_crossing(graph: onnx.GraphProto, image: str, head_nodes, feat_tensors: set,
