@@ -124,12 +124,38 @@ def torch_to_onnx(model, input_shape, layers=None):
 
     out_names = [LOGITS] + [f"liftcam_mark_{i}" for i in range(len(reps))]
     buf = io.BytesIO()
-    _export_quietly(lambda: torch.onnx.export(
-        _Marked(model).eval(), (example,), buf, dynamo=False, opset_version=OPSET,
-        input_names=[IMAGE], output_names=out_names, do_constant_folding=True,
-        dynamic_axes={n: {0: "N"} for n in [IMAGE, *out_names]}), type(model).__name__)
-    m, names_by_tensor = _unmark(onnx.load_from_string(buf.getvalue()), reps, out_names)
+    try:
+        _export_quietly(lambda: torch.onnx.export(
+            _Marked(model).eval(), (example,), buf, dynamo=False, opset_version=OPSET,
+            input_names=[IMAGE], output_names=out_names, do_constant_folding=True,
+            dynamic_axes={n: {0: "N"} for n in [IMAGE, *out_names]}), type(model).__name__)
+        proto = onnx.load_from_string(buf.getvalue())
+    except ExportError as first:
+        # the torch.export-based exporter handles some models TorchScript cannot (adaptive
+        # pooling to a size that does not divide the input, ...); its failure is not the news
+        proto = _export_dynamo(_Marked(model).eval(), example, out_names)
+        if proto is None:
+            raise first from None
+    m, names_by_tensor = _unmark(proto, reps, out_names)
     return m, names_by_tensor, logits.detach().numpy(), example.numpy()
+
+
+def _export_dynamo(marked, example, out_names):
+    """torch.onnx.export(..., dynamo=True) with a dynamic batch axis; None when it fails."""
+    import torch
+
+    box = {}
+
+    def run():
+        prog = torch.onnx.export(
+            marked, (example,), dynamo=True, input_names=[IMAGE], output_names=out_names,
+            dynamic_shapes=({0: torch.export.Dim("N", min=1, max=1024)},), verbose=False)
+        box["proto"] = prog.model_proto
+    try:
+        _export_quietly(run, type(marked.inner).__name__ + " (dynamo)")
+    except ExportError:
+        return None
+    return box.get("proto")
 
 
 def _export_quietly(run, what: str) -> None:

@@ -143,13 +143,25 @@ def activation_shapes(model: onnx.ModelProto, input_shape) -> dict:
         inferred = shape_inference.infer_shapes(m, data_prop=True)
     except Exception as exc:  # onnx raises several types here
         raise ExportError(f"ONNX shape inference failed on the model: {exc}") from exc
-    shapes = {}
+    shapes, known = {}, set()
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         tt = vi.type.tensor_type
-        if tt.elem_type != onnx.TensorProto.FLOAT or not tt.HasField("shape"):
+        if not tt.HasField("shape"):
             continue
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        shapes[vi.name] = tuple(dims)
+        if None not in dims:
+            known.add(vi.name)
+        if tt.elem_type == onnx.TensorProto.FLOAT:
+            shapes[vi.name] = tuple(dims)
+    if any(o and o not in known for node in m.graph.node for o in node.output):
+        # inference gave up somewhere (computed pads of TF "same" padding, ...): measure
+        from liftcam.export.cut_repairs import measured_shapes
+
+        try:
+            measured = measured_shapes(m, input_shape, inp.name)
+        except Exception:   # the model does not run: keep what inference found
+            measured = {}
+        shapes.update(measured)
     return shapes
 
 
@@ -171,20 +183,25 @@ def _needed_nodes(graph: onnx.GraphProto, outputs, stop=()) -> list:
     return sorted(seen)
 
 
-def crossing_tensors(model: onnx.ModelProto, tensor: str) -> list:
-    """Tensors computed before ``tensor`` (or the image itself) that the head would need."""
+def _crossing_and_reads(model: onnx.ModelProto, tensor: str):
+    from liftcam.export.cut_repairs import classify_crossing
+
     graph = model.graph
     image = _graph_input(model).name
     out = _graph_output(model).name
     feat = set(_needed_nodes(graph, [tensor]))
     head = set(_needed_nodes(graph, [out], stop={tensor}))
     feat_tensors = {o for i in feat for o in graph.node[i].output} | {image}
-    crossing = []
-    for i in sorted(head - feat):
-        for name in graph.node[i].input:
-            if name in feat_tensors and name != tensor and name not in crossing:
-                crossing.append(name)
-    return crossing
+    return classify_crossing(graph, image, [graph.node[i] for i in sorted(head - feat)],
+                             feat_tensors, tensor)
+
+
+def crossing_tensors(model: onnx.ModelProto, tensor: str) -> list:
+    """Tensors computed before ``tensor`` (or the image itself) that the head would need.
+
+    Shape reads (the head needs a pre-cut tensor only through ``Shape``: batch-size reads,
+    static dims) do not count: :func:`split` re-derives them from the activation."""
+    return _crossing_and_reads(model, tensor)[0]
 
 
 def candidates(model: onnx.ModelProto, input_shape, names_by_tensor=None) -> list:
@@ -223,16 +240,29 @@ def candidates(model: onnx.ModelProto, input_shape, names_by_tensor=None) -> lis
 def default_cut(cands: list, named_only: bool = False) -> Candidate:
     """The default target layer: the last un-pooled 4-D activation before pooling/flattening.
 
-    ``named_only``: consider only tensors that a module outputs (PyTorch models).
+    It must sit in the last stage (the deepest candidate's resolution or coarser): when every
+    candidate there is refused, the error names them and why, rather than falling back to a
+    shallow layer. ``named_only``: consider only tensors that a module outputs (PyTorch models).
     """
+    pool = [c for c in cands if (c.names or not named_only) and c.op not in POOLING_OPS
+            and c.shape[1] * c.shape[2] > 1]
+    if not pool:
+        raise ExportError(
+            "found no 4-D activation with a spatial extent > 1 that the model can be cut at; "
+            "pass the target layer/tensor explicitly (see liftcam.candidate_layers)")
+    last = max(pool, key=lambda c: c.index)
+    area = last.shape[1] * last.shape[2]
+    in_last = [c for c in pool if c.shape[1] * c.shape[2] <= area]
     for c in cands:
-        if named_only and not c.names:
-            continue
-        if c.cuttable and c.op not in POOLING_OPS and c.shape[1] * c.shape[2] > 1:
+        if c.cuttable and any(c is p for p in in_last):
             return c
+    refused = sorted(in_last, key=lambda c: -c.index)
+    shown = "; ".join(f"{c.name} needs {c.crossing[:2]}" for c in refused[:4])
+    more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""
     raise ExportError(
-        "found no 4-D activation with a spatial extent > 1 that the model can be cut at; "
-        "pass the target layer/tensor explicitly (see liftcam.candidate_layers)")
+        f"cannot cut the model in its last stage ({last.shape[1]}x{last.shape[2]}): every "
+        f"layer there is refused because a skip connection crosses the cut: {shown}{more}. "
+        "Pass a shallower target layer explicitly (see liftcam.candidate_layers)")
 
 
 def _subgraph(model: onnx.ModelProto, node_ids, inputs, outputs, name: str) -> onnx.ModelProto:
@@ -259,7 +289,22 @@ def split(model: onnx.ModelProto, tensor: str, activation_shape) -> tuple:
     out = _graph_output(model)
     if tensor not in producers(graph):
         raise ExportError(f"tensor {tensor!r} is not produced by any node of the model")
-    crossing = crossing_tensors(model, tensor)
+    crossing, reads = _crossing_and_reads(model, tensor)
+    if reads and not crossing:   # DESIGN.md §2: shape reads re-derived from the activation
+        from liftcam.export.cut_repairs import rederive_shape_reads
+
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        in_shape = [d.dim_value for d in image.type.tensor_type.shape.dim[1:]]
+        shapes = dict(activation_shapes(m, in_shape))
+        shapes[image.name] = (1, *in_shape)
+        try:
+            rederive_shape_reads(m, tensor, reads, shapes)
+        except KeyError as exc:
+            crossing = [str(exc.args[0])]
+        else:
+            model, graph = m, m.graph
+            image, out = _graph_input(model), _graph_output(model)
     if crossing:
         raise ExportError(
             f"cannot cut at {tensor!r}: a skip connection crosses the cut; the head would need "

@@ -41,7 +41,16 @@ def _log_of(err: ExportError, logdir) -> str:
         return f.read()
 
 
-def test_torch_export_failure_is_one_line_with_a_log(logdir, capfd):
+def test_dynamo_fallback_exports_what_torchscript_cannot():
+    pytest.importorskip("onnxscript")   # torch.onnx.export(dynamo=True) needs it
+    m, _, logits, _ = torch_to_onnx(FFTNet().eval(), (3, 8, 8))
+    assert [o.name for o in m.graph.output] == ["logits"] and logits.shape[0] == 2
+
+
+def test_torch_export_failure_is_one_line_with_a_log(logdir, capfd, monkeypatch):
+    import liftcam.export.capture as capture
+
+    monkeypatch.setattr(capture, "_export_dynamo", lambda *a: None)   # the fallback fails too
     with pytest.raises(ExportError) as e:
         torch_to_onnx(FFTNet().eval(), (3, 8, 8))
     msg = str(e.value)

@@ -19,6 +19,7 @@ from liftcam.contract import RULES as RULE_NAMES
 from liftcam.engine.errors import ExportError
 from liftcam.export.lift import rules_activations as act
 from liftcam.export.lift import rules_linear as lin
+from liftcam.export.lift import rules_norm as norm
 from liftcam.export.lift import rules_pooling as pool
 from liftcam.export.lift import rules_products as prod
 from liftcam.export.lift import rules_shape as shape
@@ -53,6 +54,10 @@ RULES: dict[str, Rule] = {
     "GlobalAveragePool": lin.global_avg_pool,
     "ReduceMean": lin.reduce_linear,
     "ReduceSum": lin.reduce_linear,
+    # normalisations over the sample's own statistics (decomposed; Shapley products)
+    "LayerNormalization": norm.layer_norm,
+    "InstanceNormalization": norm.instance_norm,
+    "GroupNormalization": norm.group_norm,
     # 2-D pooling
     "MaxPool": pool.maxpool,
     "AveragePool": pool.avgpool,
@@ -102,6 +107,10 @@ LIMITS: dict[str, str] = {
     "ReduceSum": "not over the batch axis",
     "Clip": "constant bounds",
     "PRelu": "a constant slope",
+    "LayerNormalization": "constant scale and bias; not over the batch axis; no mean/inv-std "
+                          "outputs used downstream",
+    "InstanceNormalization": "constant scale and bias",
+    "GroupNormalization": "constant scale and bias",
 }
 
 #: ops that ONNX Runtime's CUDA execution provider implements (and the TensorRT parser takes),
@@ -109,7 +118,8 @@ LIMITS: dict[str, str] = {
 DEVICE_OPS = frozenset("""
 Abs Add And ArgMax AveragePool BatchNormalization Cast Clip Concat Constant ConstantOfShape Conv
 ConvTranspose Div Dropout Elu Equal Erf Exp Expand Flatten Gather Gemm Gelu GlobalAveragePool
-Greater GreaterOrEqual HardSigmoid HardSwish Identity LeakyRelu Less LessOrEqual MatMul Max
+Greater GreaterOrEqual GroupNormalization HardSigmoid HardSwish Identity InstanceNormalization
+LayerNormalization LeakyRelu Less LessOrEqual MatMul Max
 MaxPool Min Mul Neg Not Or PRelu Pad Pow Range ReduceMax ReduceMean ReduceSum Relu Reshape Shape
 Sigmoid Slice Softplus Split Sqrt Squeeze Sub Sum Tanh Transpose Unsqueeze Where
 """.split())

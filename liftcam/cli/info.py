@@ -85,5 +85,9 @@ def run(args) -> int:
     if ver:
         lines.append(f"split check  max relative error {ver.get('max_relative_error', 0):.2g} "
                      f"(rtol {ver.get('rtol')}, batch sizes {ver.get('batch_sizes')})")
+        if "reference_relative_error" in ver:
+            lines.append(f"vs model     max relative error {ver['reference_relative_error']:.2g}"
+                         f" (ONNX export alone {ver['onnx_baseline_error']:.2g}, allowed "
+                         f"{ver['reference_rtol']:.2g})")
     say("\n".join(lines), sys.stdout)
     return EXIT_OK
