@@ -93,12 +93,12 @@ def run(explainer, methods, batches, warmup: int = 2, repeats: int = 10, options
     try:
         for batch in batches:
             x = rng.standard_normal((batch, *explainer.bundle.input_shape)).astype(np.float32)
-            for m in methods:
+            for m in methods:          # the slow ones say how long they will take
                 secs = estimate(explainer, m, batch, options)
-                if secs > 1.0:
+                if secs > 0:
                     bar.write(f"bench: {m} at batch {batch} evaluates the "
                               f"{'model' if m == 'scorecam' else 'head'} once per channel: "
-                              f"~{secs:.1f} s per call, ~{secs * (warmup + repeats):.0f} s "
+                              f"~{secs:.2g} s per call, ~{secs * (warmup + repeats):.2g} s "
                               "for its calls")
             for e in entries:                           # warm-up, also builds the sessions
                 for _ in range(warmup):
