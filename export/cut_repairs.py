@@ -20,21 +20,31 @@ SHAPE_OPS = {"Shape", "Size"}
 
 
 def shape_only(graph: onnx.GraphProto, name: str, image: str, prod=None, memo=None) -> bool:
-    """True when ``name`` depends on the image only through Shape nodes (or not at all)."""
+    """True when ``name`` depends on the image only through Shape nodes (or not at all).
+
+    Iterative (an explicit stack): the walk back to the image can be thousands of nodes deep
+    (transformers' BiT, weight-standardised convolutions), beyond Python's recursion limit."""
     prod = prod if prod is not None else {o: n for n in graph.node for o in n.output if o}
     memo = memo if memo is not None else {}
-    if name in memo:
-        return memo[name]
-    memo[name] = True                   # cycles cannot occur; guards deep recursion re-entry
-    node = prod.get(name)
-    if node is None:
-        ok = name != image              # an initializer or a constant graph input
-    elif node.op_type in SHAPE_OPS:
-        ok = node.op_type == "Shape"
-    else:
-        ok = all(shape_only(graph, i, image, prod, memo) for i in node.input if i)
-    memo[name] = ok
-    return ok
+    stack = [name]
+    while stack:
+        t = stack[-1]
+        if t in memo:
+            stack.pop()
+            continue
+        node = prod.get(t)
+        if node is None:
+            memo[t] = t != image        # an initializer or a constant graph input
+        elif node.op_type in SHAPE_OPS:
+            memo[t] = node.op_type == "Shape"
+        else:
+            todo = [i for i in node.input if i and i not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            memo[t] = all(memo[i] for i in node.input if i)
+        stack.pop()
+    return memo[name]
 
 
 def classify_crossing(graph: onnx.GraphProto, image: str, head_nodes, feat_tensors: set,
