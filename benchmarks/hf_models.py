@@ -93,6 +93,6 @@ def build(name: str, size: int = 128, num_labels: int = 10, tiny: bool = False):
                                            **_config_args(name, size, tiny))
     model = getattr(transformers, model_cls)(config).eval()
     lively_weights(model)
-    stages = [n for n, _ in model.named_modules() if n.count(".") == 2 and ".stages." in n]
+    stages = [n for n, _ in model.named_modules() if n.count(".") == 3 and ".stages." in n]
     inner = stages[-2] if len(stages) > 1 else None
     return model, inner

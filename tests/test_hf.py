@@ -128,6 +128,12 @@ def _image(h, w, seed):
     return Image.fromarray(np.clip(base + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8))
 
 
+def _image_file(folder, h, w):
+    path = Path(folder) / f"img_{h}x{w}.png"
+    _image(h, w, 0).save(path)
+    return path
+
+
 #: image sizes whose crop margins are even or 1 mod 4, where transformers' floor((h - H) / 2)
 #: and liftcam's (torchvision's) round-half-even agree (export/hf.py "Known difference")
 SIZES = [(130, 90), (64, 64), (81, 117)]
@@ -158,7 +164,8 @@ def _processors():
 def test_preprocessing_matches_transformers_processors():
     pytest.importorskip("transformers")
     for name, (proc, tol) in _processors().items():
-        pre = preprocessing_from_hf(proc.to_dict())
+        pre = preprocessing_from_hf(proc)
+        assert pre == preprocessing_from_hf(proc.to_dict())
         for i, (h, w) in enumerate(SIZES):
             im = _image(h, w, i)
             ref = proc(images=[im], return_tensors="np")["pixel_values"]
@@ -189,6 +196,9 @@ def test_preprocessing_translation_and_bundle(tmp_path):
     assert m["input"]["shape"] == [None, 3, 12, 12]
     assert m["preprocessing"]["resize_shorter"] == 16 and m["preprocessing"]["center_crop"] == [
         12, 12] and m["preprocessing"]["resize_mode"] == "bicubic"
+    run = liftcam.explain_files(b, [_image_file(tmp_path, 30, 20)], tmp_path / "out",
+                                methods=["liftcam"])
+    assert run.explained == 1 and not run.failures
     with pytest.raises(ExportError, match="makes 12x12 images but the model input is 16x16"):
         liftcam.export_model(Net("dict").eval(), input_shape=(3, 16, 16), preprocessing=small,
                              out_dir=tmp_path / "c")
