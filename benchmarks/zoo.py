@@ -1,5 +1,7 @@
-"""The model-zoo sweep: popular CNN architectures (timm and lukemelas' efficientnet_pytorch,
-random weights, ``pretrained=False``) exported, checked and timed, one subprocess per model.
+"""The model-zoo sweep: popular CNN architectures (timm, lukemelas' efficientnet_pytorch and
+the transformers CNN classifiers, random weights, ``pretrained=False`` / from a config) exported,
+checked and timed, one subprocess per model. The transformers models are exported as they are
+(they return a ModelOutput and take ``pixel_values=``; benchmarks/hf_models.py builds them).
 
 For each model: export at the default layer and at one inner block (the second-to-last stage
 of timm's ``feature_info``); the bundle's logits against the model's; DeepLIFT completeness on
@@ -27,8 +29,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
+import hf_models  # noqa: E402
 
-#: (model, family); "ep:" = efficientnet_pytorch, everything else timm
+#: (model, family); "ep:" = efficientnet_pytorch, "hf:" = transformers, everything else timm
 MODELS = [
     ("resnet18", "ResNet"), ("resnet26d", "ResNet-D"), ("resnext26ts", "ResNeXt"),
     ("seresnet18", "SE-ResNet"), ("res2net50_14w_8s", "Res2Net"), ("resnest14d", "ResNeSt"),
@@ -51,13 +54,16 @@ MODELS = [
     ("lcnet_050", "LCNet"), ("selecsls42b", "SelecSLS"), ("resnetv2_50x1_bit", "BiT ResNet-V2"),
     ("hgnetv2_b0", "HGNet-V2"), ("hgnet_tiny", "HGNet"), ("gernet_s", "GENet"),
 ]
+MODELS += [(name, fam) for name, (_, _, fam) in hf_models.FAMILIES.items()]
 
 
 # ============================================================================ child
-def build(name: str):
+def build(name: str, size: int = 128):
     import torch
 
     torch.manual_seed(0)
+    if name.startswith("hf:"):
+        return hf_models.build(name, size)
     if name.startswith("ep:"):
         from efficientnet_pytorch import EfficientNet
 
@@ -113,10 +119,21 @@ def _checks(model, bundle, size, layer_name) -> dict:
     import torch
 
     import liftcam
+    from liftcam.export.outputs import ModelCall
+
+    call = ModelCall(model)
+
+    class Logits(torch.nn.Module):   # for pytorch-grad-cam: the same modules, logits out
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return call(x)
 
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = call(x).numpy()
     ex = liftcam.Explainer(bundle, threads=1)
     e = ex.explain(x.numpy(), method="gradcam")
     res = {"logits_rel_err": _rel(e.logits, ref)}
@@ -143,7 +160,7 @@ def _checks(model, bundle, size, layer_name) -> dict:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     module = dict(model.named_modules())[layer_name]
-    with GradCAM(model=model, target_layers=[module]) as cam:
+    with GradCAM(model=Logits(), target_layers=[module]) as cam:
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
         # gradients are prepended as they arrive: the last entry is the last forward call (a
         # module called several times, efficientnet_pytorch's shared _swish, has several)
@@ -163,7 +180,7 @@ def child(name: str, size: int) -> dict:
     torch.set_num_threads(1)
     row = {"model": name}
     t0 = time.perf_counter()
-    model, inner = build(name)
+    model, inner = build(name, size)
     row["build_s"] = round(time.perf_counter() - t0, 2)
     row["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     with tempfile.TemporaryDirectory() as tmp:

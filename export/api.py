@@ -143,7 +143,7 @@ def _bundle_from_onnx(model, tensor, act_shape, verify_inputs, out_dir, meta, ov
         "activation": {"name": "activation", "shape": [None, *act_shape]},
         "num_classes": num_classes,
         "labels": meta.get("labels"),
-        "output": {"name": "logits", "stripped_final": stripped},
+        "output": {"name": "logits", "stripped_final": stripped, **meta.get("output", {})},
         "head": {"linear": _is_linear_head(head)},
         "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
         "exporter": {"liftcam": _version(), "onnx": onnx.__version__,
@@ -173,39 +173,72 @@ def _default_out_dir(out_dir, stem) -> Path:
 
 def _preprocessing(hw, preprocessing):
     """The recorded preprocessing: ImageNet's mean/std, resize to the input's (H, W), and the
-    caller's overrides."""
+    caller's overrides (liftcam keys, or a transformers image processor / its config dict,
+    translated by :func:`liftcam.export.hf.preprocessing_from_hf`)."""
+    from liftcam.export.hf import final_hw, is_hf_config, preprocessing_from_hf
+
     pre = dict(IMAGENET_PREPROCESSING)
     pre["resize"] = [int(hw[0]), int(hw[1])]
+    if preprocessing is not None and is_hf_config(preprocessing):
+        preprocessing = preprocessing_from_hf(preprocessing)
+        got = final_hw(preprocessing)
+        if got is not None and tuple(got) != tuple(int(d) for d in hw):
+            raise ExportError(
+                f"the image processor makes {got[0]}x{got[1]} images but the model input is "
+                f"{hw[0]}x{hw[1]}; pass input_shape=(3, {got[0]}, {got[1]}) or leave it None")
     if preprocessing:
         pre.update(preprocessing)
     return pre
 
 
-def export_model(model, target_layer=None, input_shape=(3, 224, 224), out_dir=None, labels=None,
-           preprocessing=None, overwrite=False):
+def _input_shape(input_shape, preprocessing):
+    """``input_shape`` as a tuple; None: (3, H, W) from the preprocessing's final size, else
+    (3, 224, 224)."""
+    if input_shape is None:
+        from liftcam.export.hf import final_hw, is_hf_config, preprocessing_from_hf
+
+        pre = preprocessing or {}
+        if is_hf_config(pre):
+            pre = preprocessing_from_hf(pre)
+        hw = final_hw(pre) or (224, 224)
+        input_shape = (3, *hw)
+    return tuple(int(d) for d in input_shape)
+
+
+def export_model(model, target_layer=None, input_shape=None, out_dir=None, labels=None,
+                 preprocessing=None, overwrite=False, output=None):
     """Split a PyTorch classifier at ``target_layer`` and write a bundle directory.
 
     ``target_layer``: a dotted module name (``"layer4"``, ``"features.29"``) or the module
-    itself; None picks the last 4-D activation before global pooling / flattening.
-    ``preprocessing`` overrides keys of the recorded preprocessing (ImageNet mean/std by default).
+    itself; None picks the last 4-D activation before global pooling / flattening, in the
+    last stage. ``input_shape``: (C, H, W); None takes (3, H, W) from the preprocessing's
+    final size, else (3, 224, 224).
+    ``preprocessing`` overrides keys of the recorded preprocessing (ImageNet mean/std by
+    default); a transformers image processor or its config dict is translated
+    (:func:`liftcam.export.hf.preprocessing_from_hf`).
+    ``output``: where the logits are when the model returns a structure (a ModelOutput/dict
+    key or attribute, a tuple index); None takes ``logits`` or the first tensor
+    (:mod:`liftcam.export.outputs`). Models whose forward takes ``pixel_values=`` work as is.
     Returns the bundle's path.
     """
     import torch
 
     from liftcam.export.capture import module_name, torch_to_onnx
+    from liftcam.export.outputs import ModelCall
     from liftcam.export.split import candidates, crossing_tensors, default_cut
 
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"export_model() takes a torch.nn.Module, got {type(model).__name__}; "
                           "for an ONNX file use export_onnx()")
-    input_shape = tuple(int(d) for d in input_shape)
+    input_shape = _input_shape(input_shape, preprocessing)
     if len(input_shape) != 3:
         raise ExportError(f"input_shape must be (C, H, W), got {input_shape}")
     was_training = model.training
     model.eval()
     try:
         layers = None if target_layer is None else [module_name(model, target_layer)]
-        onnx_model, names, logits, example = torch_to_onnx(model, input_shape, layers)
+        call = ModelCall(model, output)
+        onnx_model, names, logits, example = torch_to_onnx(model, input_shape, layers, call)
         if layers is None:
             cut = default_cut(candidates(onnx_model, input_shape, names), named_only=True)
             tensor, name, act_shape = cut.tensor, cut.name, cut.shape
@@ -223,7 +256,7 @@ def export_model(model, target_layer=None, input_shape=(3, 224, 224), out_dir=No
                     f"would need these tensors from before it: {crossing}. Choose a layer at a "
                     "block boundary")
         with torch.no_grad():
-            one = model(torch.from_numpy(example[:1])).numpy()
+            one = call(torch.from_numpy(example[:1])).numpy()
     finally:
         model.train(was_training)
     meta = {
@@ -232,6 +265,7 @@ def export_model(model, target_layer=None, input_shape=(3, 224, 224), out_dir=No
         "preprocessing": _preprocessing(input_shape[1:], preprocessing),
         "labels": list(labels) if labels is not None else None,
         "versions": {"torch": torch.__version__},
+        "output": call.describe(),
     }
     return _bundle_from_onnx(onnx_model, tensor, tuple(act_shape),
                              [(example, logits), (example[:1], one)],
@@ -322,13 +356,14 @@ def export_onnx(path, activation=None, out_dir=None, input_shape=None, labels=No
                              _default_out_dir(out_dir, Path(path).stem), meta, overwrite)
 
 
-def candidate_layers(model_or_path, input_shape=(3, 224, 224), layout=None) -> list:
+def candidate_layers(model_or_path, input_shape=(3, 224, 224), layout=None,
+                     output=None) -> list:
     """The layers a model can be cut at (4-D outputs), best candidates first.
 
     Each entry is a dict: ``name`` (module name, or tensor name for ONNX), ``tensor``, ``shape``
     (K, h, w), ``op``, ``cuttable`` (False when a skip connection crosses the cut),
     ``crossing`` (the tensors that cross) and ``aliases`` (other modules with the same output).
-    The first cuttable entry is the default target layer.
+    The first cuttable entry is the default target layer. ``output``: as for export_model.
     """
     from liftcam.export.split import candidates, make_batch_dynamic
 
@@ -342,11 +377,13 @@ def candidate_layers(model_or_path, input_shape=(3, 224, 224), layout=None) -> l
         make_batch_dynamic(model)
         return [c.as_dict() for c in candidates(model, shape)]
     from liftcam.export.capture import torch_to_onnx
+    from liftcam.export.outputs import ModelCall
 
     was_training = model_or_path.training
     model_or_path.eval()
     try:
-        model, names, _, _ = torch_to_onnx(model_or_path, tuple(input_shape), None)
+        model, names, _, _ = torch_to_onnx(model_or_path, tuple(input_shape), None,
+                                           ModelCall(model_or_path, output))
     finally:
         model_or_path.train(was_training)
     return [c.as_dict() for c in candidates(model, tuple(input_shape), names)

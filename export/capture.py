@@ -47,7 +47,7 @@ def module_name(model, layer) -> str:
         "module of the model or its dotted name (e.g. 'layer4')")
 
 
-def _record_outputs(model, names, example):
+def _record_outputs(model, names, example, call):
     """Eager run with hooks: name -> (output tensor object, number of calls)."""
     import torch
 
@@ -61,7 +61,7 @@ def _record_outputs(model, names, example):
         handles.append(modules[name].register_forward_hook(hook))
     try:
         with torch.no_grad():
-            logits = model(example)
+            logits = call(example)
     finally:
         for h in handles:
             h.remove()
@@ -76,8 +76,11 @@ def _four_d(seen) -> list:
             if isinstance(out, torch.Tensor) and out.dim() == 4 and out.is_floating_point()]
 
 
-def torch_to_onnx(model, input_shape, layers=None):
+def torch_to_onnx(model, input_shape, layers=None, call=None):
     """Export ``model`` with the outputs of ``layers`` (all 4-D ones when None) marked.
+
+    ``call``: a :class:`liftcam.export.outputs.ModelCall` (how to call the model, where its
+    logits are in what it returns); None makes one that takes ``logits`` / the first tensor.
 
     Returns ``(onnx_model, names_by_tensor, example_logits, example_input)`` where
     ``names_by_tensor`` maps an ONNX tensor name to the module names whose output it is.
@@ -85,13 +88,17 @@ def torch_to_onnx(model, input_shape, layers=None):
     """
     import torch
 
+    from liftcam.export.outputs import ModelCall
+
+    call = call if call is not None else ModelCall(model)
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     wanted = layers if layers is not None else [n for n, _ in model.named_modules() if n]
-    logits, seen = _record_outputs(model, wanted, example)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+    logits, seen = _record_outputs(model, wanted, example, call)
+    if logits.dim() != 2:
+        field = "" if call.field is None else f" (field {call.field!r} of {call.structure})"
         raise ExportError(
-            "the model must return one tensor of logits (N, num_classes); it returned "
-            f"{type(logits).__name__}{'' if not hasattr(logits, 'shape') else tuple(logits.shape)}")
+            f"the model's logits must be one (N, num_classes) tensor; it returned "
+            f"{tuple(logits.shape)}{field}. Pass output= to pick another field")
     for name in layers or []:
         if name not in seen:
             raise LayerError(f"layer {name!r} was not called in the forward pass")
@@ -107,6 +114,9 @@ def torch_to_onnx(model, input_shape, layers=None):
     modules = dict(model.named_modules())
 
     class _Marked(torch.nn.Module):
+        """Returns the logits, then the marked modules' outputs. The hooks sit on the
+        model's own modules, by their own names: no wrapper prefix reaches the user."""
+
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
@@ -116,7 +126,7 @@ def torch_to_onnx(model, input_shape, layers=None):
             hs = [modules[n].register_forward_hook(
                 lambda m, i, o, n=n: store.__setitem__(n, o.clone())) for n in reps]
             try:
-                y = self.inner(x)
+                y = call(x, self.inner)
             finally:
                 for h in hs:
                     h.remove()

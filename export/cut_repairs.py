@@ -22,29 +22,29 @@ SHAPE_OPS = {"Shape", "Size"}
 def shape_only(graph: onnx.GraphProto, name: str, image: str, prod=None, memo=None) -> bool:
     """True when ``name`` depends on the image only through Shape nodes (or not at all).
 
-    Iterative (a deep network's data path is thousands of nodes long); ``memo`` caches
-    answers across calls."""
+    Iterative (an explicit stack): the walk back to the image can be thousands of nodes deep
+    (transformers' BiT, weight-standardised convolutions), beyond Python's recursion limit."""
     prod = prod if prod is not None else {o: n for n in graph.node for o in n.output if o}
     memo = memo if memo is not None else {}
-    stack, seen, bad = [name], set(), False
-    while stack and not bad:
-        t = stack.pop()
+    stack = [name]
+    while stack:
+        t = stack[-1]
         if t in memo:
-            bad = memo[t] is False
+            stack.pop()
             continue
-        if t in seen:
-            continue
-        seen.add(t)
         node = prod.get(t)
         if node is None:
-            bad = t == image        # the image itself, not through Shape
+            memo[t] = t != image        # an initializer or a constant graph input
         elif node.op_type in SHAPE_OPS:
-            bad = node.op_type != "Shape"
+            memo[t] = node.op_type == "Shape"
         else:
-            stack.extend(i for i in node.input if i)
-    for t in ([name] if bad else seen):
-        memo[t] = not bad
-    return not bad
+            todo = [i for i in node.input if i and i not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            memo[t] = all(memo[i] for i in node.input if i)
+        stack.pop()
+    return memo[name]
 
 
 def classify_crossing(graph: onnx.GraphProto, image: str, head_nodes, feat_tensors: set,

@@ -195,7 +195,11 @@ def _check_manifest(m, *, shape, input_name, layer, act_shape, stripped, source,
     assert isinstance(m["target_layer"]["tensor"], str)
     assert m["activation"] == {"name": "activation", "shape": [None, *act_shape]}
     assert m["num_classes"] == 10
-    assert m["output"] == {"name": "logits", "stripped_final": stripped}
+    out = m["output"]
+    assert {k: out[k] for k in ("name", "stripped_final")} == {"name": "logits",
+                                                              "stripped_final": stripped}
+    if source == "pytorch":   # a bare tensor, taken positionally
+        assert (out["structure"], out["field"], out["input_keyword"]) == ("Tensor", None, None)
     assert m["opset"] == 17
     assert m["source"]["kind"] == source
     for key in ("liftcam", "onnx", "onnxruntime", "python"):
@@ -525,17 +529,22 @@ def test_error_crossing_skip_connection_onnx(onnx_dir, tmp_path):
                   "skip connection", "['/layer2/layer2.3/relu_2/Relu_output_0']")
 
 
-def test_error_two_outputs(tmp_path):
+def test_two_outputs_tuple_first_tensor(tmp_path):
+    """A tuple result: the first tensor is the logits (recorded); output=1 picks the 4-D one,
+    which is refused in one line."""
     model = TwoOutputs().eval()
-    _export_error(lambda: liftcam.export_model(model, input_shape=(3, 16, 16),
-                                               out_dir=tmp_path / "a"),
-                  "one tensor of logits", "tuple")
+    bundle = liftcam.export_model(model, input_shape=(3, 16, 16), out_dir=tmp_path / "a")
+    out = json.loads((bundle / "manifest.json").read_text())["output"]
+    assert out["structure"] == "tuple" and out["field"] == 0 and out["input_keyword"] is None
+    _export_error(lambda: liftcam.export_model(model, input_shape=(3, 16, 16), output=1,
+                                               out_dir=tmp_path / "c"),
+                  "(N, num_classes)", "(2, 8, 14, 14)", "field 1 of tuple")
     src = _to_onnx(model, (3, 16, 16), tmp_path / "two.onnx")
     g = onnx.load(str(src)).graph
     assert len(g.output) == 2
     _export_error(lambda: liftcam.export_onnx(src, out_dir=tmp_path / "b"), "2 outputs",
                   "exactly one")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not (tmp_path / "c").exists() and not (tmp_path / "b").exists()
 
 
 def test_error_onnx_file_missing_or_unreadable(tmp_path):

@@ -178,12 +178,16 @@ def test_norm_rules_gradient_autograd_and_deeplift_completeness(kind):
 
 def _decomposition_reference(x, x0, w_row, axes, eps):
     """DeepLIFT multipliers of ``sum(w_row * normalise(x))`` by the stated decomposition
-    (Shapley products, Rescale for the inverse square root), in float64 numpy."""
+    (Shapley products, Rescale for the inverse square root; with a reference constant over the
+    axes the product's exact d-first split), in float64 numpy."""
     def stats(v):
         d = v - v.mean(axis=axes, keepdims=True)
         s = (d * d).mean(axis=axes, keepdims=True) + eps
         return d, s, 1 / np.sqrt(s)
     (d, s, r), (d0, s0, r0) = stats(x), stats(x0)
+    if not np.any(d0):   # constant reference: the exact d-first split, m_d = w r
+        m_d = w_row * r
+        return m_d - m_d.mean(axis=axes, keepdims=True)
     n = np.prod([x.shape[a] for a in axes])
     m_r = (w_row * (d + d0) / 2).sum(axis=axes, keepdims=True)
     m_d = w_row * (r + r0) / 2 + m_r * (r - r0) / (s - s0) / n * (d + d0)
@@ -223,7 +227,7 @@ def test_group_normalization_op_gradient_and_deeplift_reference():
     x = A.numpy().astype(np.float64).reshape(2, 2, -1)
     wr = (w[2].reshape(8, 4, 4) * scale[:, None, None]).reshape(1, 2, -1).astype(np.float64)
     ref = _decomposition_reference(x, np.zeros_like(x) + 0.0, wr, (2,), 1e-5)
-    # the reference x0 = 0 has zero variance: s - s0 = var(x), r0 = 1/sqrt(eps)
+    # the reference x0 = 0 is constant over each group: d0 = 0, so no r0 = 1/sqrt(eps) enters
     assert_close(M, ref.reshape(M.shape), rtol=1e-4)
     _completeness(run, A)
 

@@ -57,6 +57,11 @@ def _geom(ctx: RuleContext) -> _Geom:
             pb.append(lo)
             pe.append(tot - lo)
         pb, pe = tuple(pb), tuple(pe)
+    # offsets at or beyond pad + H never reach the input: a kernel larger than the padded input
+    # (transformers' EfficientNet pools globally with AvgPool2d(hidden_dim, ceil_mode=True))
+    # shrinks to it, and with one output position the stride no longer matters
+    k = tuple(min(k[i], hw[i] + pb[i]) for i in range(2))
+    s = tuple(k[i] if ohw[i] == 1 else s[i] for i in range(2))
     return _Geom(k, s, pb, pe, hw, ohw, int(ctx.shapes1[x][1]))
 
 
