@@ -63,7 +63,9 @@ setup(
         "ray": ["ray[data]>=2.9", "pyarrow"],
         "triton": ["tritonclient[grpc]>=2.40", "onnx>=1.15"],
         "test": ["pytest>=7", "hypothesis>=6", "captum>=0.7", "opencv-python-headless>=4.8",
-                 "grad-cam>=1.5", "ruff>=0.6", "httpx>=0.27", "playwright>=1.40", *SERVE],
+                 "grad-cam>=1.5", "ruff>=0.6", "httpx>=0.27", "playwright>=1.40", *SERVE,
+                 # tests/test_hf.py: random-weight transformers CNNs (torch stays 2.14.1)
+                 "transformers>=4.40"],
         "bench": ["grad-cam>=1.5", "captum>=0.7", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["liftcam=liftcam.cli:main"]},
