@@ -56,25 +56,15 @@ def spatial_sum(x: np.ndarray) -> np.ndarray:
     return x.sum(axis=(2, 3), dtype=np.float32)
 
 
-def head_values(b: Batch, n: int, variants: np.ndarray) -> np.ndarray:
-    """y_c of image ``n``'s target for each activation in ``variants`` (R, K, h, w), evaluated
-    in chunks of ``explainer.eval_batch`` head runs, in float64; ticks the progress."""
-    c = b.targets[n]
-    out = np.empty(len(variants), np.float64)
-    step = b.explainer.eval_batch
-    for r0 in range(0, len(variants), step):
-        chunk = variants[r0:r0 + step]
-        out[r0:r0 + len(chunk)] = b.explainer.head(np.ascontiguousarray(chunk))[:, c]
-        b.tick(len(chunk))
-    return out
-
-
 def masked_head_values(b: Batch, n: int, masks: np.ndarray) -> np.ndarray:
-    """y_c(A_n ⊙ mask) for each row of ``masks`` (R, K) bool (channel kept = True), chunked
-    so that at most ``eval_batch`` masked copies of the activation exist at once."""
+    """y_c(A_n ⊙ mask) of image ``n``'s target for each row of ``masks`` (R, K) bool (channel
+    kept = True), in float64: ``eval_batch`` masked copies of the activation per head run (so
+    at most that many exist at once); ticks the progress."""
+    c = b.targets[n]
     out = np.empty(len(masks), np.float64)
     step = b.explainer.eval_batch
     for r0 in range(0, len(masks), step):
         m = masks[r0:r0 + step]
-        out[r0:r0 + len(m)] = head_values(b, n, b.A[n][None] * m[:, :, None, None])
+        out[r0:r0 + len(m)] = b.explainer.head(b.A[n][None] * m[:, :, None, None])[:, c]
+        b.tick(len(m))
     return out
