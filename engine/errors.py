@@ -1,6 +1,11 @@
 """The exceptions liftcam raises. Every message says what was wrong and what to do."""
 
 
+def one_line(text) -> str:
+    """``text`` (a message or an exception) on one line, whitespace runs collapsed."""
+    return " ".join(str(text).split())
+
+
 class LiftcamError(Exception):
     """Base class of every error liftcam raises on purpose."""
 

@@ -30,6 +30,7 @@ from liftcam.contract import MANIFEST
 from liftcam.engine import methods as _methods
 from liftcam.engine.atomic import save_npy_atomic, save_png_atomic
 from liftcam.engine.errors import InputError, LiftcamError
+from liftcam.engine.errors import one_line as _one_line
 from liftcam.engine.images import DEFAULT_MAX_PIXELS, load_image, preprocess
 from liftcam.engine.inputs import IMAGE_EXTENSIONS, collect_inputs, output_stems, printable
 from liftcam.engine.maps import overlay, place_map
@@ -298,7 +299,8 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
 
 
 def one_line(exc) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's message on one line, or its type's name when it has none."""
+    return _one_line(exc) or type(exc).__name__
 
 
 def explain_isolated(explainer, loaded, method, target, opts, bar, fail):

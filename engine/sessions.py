@@ -13,7 +13,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from liftcam.contract import ACTIVATION, ALPHA, COEFFICIENTS, LOGITS, MULTIPLIERS
-from liftcam.engine.errors import BundleError, InputError, LiftcamError
+from liftcam.engine.errors import BundleError, InputError, LiftcamError, one_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -73,7 +73,7 @@ def session_options(threads=None) -> ort.SessionOptions:
 
 
 def _one_line(exc, limit=300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = one_line(exc) or type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."
 
 

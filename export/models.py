@@ -10,10 +10,7 @@ import sys
 from pathlib import Path
 
 from liftcam.engine.errors import ExportError
-
-
-def _one_line(msg) -> str:
-    return " ".join(str(msg).split())
+from liftcam.engine.errors import one_line as _one_line
 
 
 def need_build_extras(what: str, exc: ImportError) -> ExportError:

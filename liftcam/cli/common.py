@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from liftcam.engine.errors import LiftcamError
+from liftcam.engine.errors import LiftcamError, one_line  # noqa: F401  (re-exported)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_TERMINATED = 143
@@ -30,10 +30,6 @@ def say(msg: str, stream=None) -> None:
     stream = stream or sys.stderr
     stream.write("\n".join(printable(line) for line in str(msg).split("\n")) + "\n")
     stream.flush()
-
-
-def one_line(msg) -> str:
-    return " ".join(str(msg).split())
 
 
 class Parser(argparse.ArgumentParser):
