@@ -6,7 +6,7 @@ One import namespace, ``liftcam``, over the top-level folders:
 """
 from setuptools import setup
 
-VERSION = "0.2.0"
+VERSION = "0.2.1"
 SERVE = ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"]
 
 setup(

@@ -20,6 +20,7 @@ from liftcam.contract import (
     HEAD,
     IMAGE,
     LOGITS,
+    LOW_RES,
     MAP,
     MULTIPLIERS,
     OVERLAY,
@@ -59,6 +60,7 @@ def expected_shapes(manifest: dict) -> dict:
             ALPHA: ("activation.shape", FLOAT, [None, K]),
             COEFFICIENTS: ("activation.shape", FLOAT, [None, K]),
             MAP: ("input.shape", FLOAT, [None, H, W]),   # explain_raw's is symbolic: skipped
+            LOW_RES: ("activation.shape", FLOAT, [None, h, w]),
             TARGET: ("target", INT64, [None])}
 
 

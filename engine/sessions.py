@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from liftcam.contract import ACTIVATION, ALPHA, COEFFICIENTS, LOGITS, MULTIPLIERS
+from liftcam.contract import ACTIVATION, ALPHA, COEFFICIENTS, LOGITS, LOW_RES, MULTIPLIERS
 from liftcam.engine.errors import BundleError, InputError, LiftcamError, one_line
 
 CPU = "CPUExecutionProvider"
@@ -90,8 +90,9 @@ def make_session(path, providers, threads=None) -> ort.InferenceSession:
 
 def output_shapes(bundle) -> dict:
     """output name -> (manifest field, the shape after the batch dimension)."""
-    K = bundle.activation_shape[0]
+    K, h, w = bundle.activation_shape
     return {LOGITS: ("num_classes", (bundle.num_classes,)),
+            LOW_RES: ("activation.shape", (h, w)),
             ACTIVATION: ("activation.shape", bundle.activation_shape),
             MULTIPLIERS: ("activation.shape", bundle.activation_shape),
             ALPHA: ("activation.shape", (K,)), COEFFICIENTS: ("activation.shape", (K,))}

@@ -1,9 +1,10 @@
 """Fuse features + multipliers + the CAM tail into one self-contained ``explain.onnx``.
 
 Inputs ``image`` (N,3,H,W) float32 and ``target`` (N,) int64 (−1: the predicted class);
-outputs ``logits`` (N,C), ``weights`` (N,K) and ``map`` (N,H,W) in [0,1]. Standard ONNX ops only,
-so C++/C#/Java/mobile ONNX Runtime runs it with no liftcam and no custom op. The tail is the one
-in :mod:`liftcam.engine.tail`: weights, ReLU of the weighted sum, bilinear upsampling with
+outputs ``logits`` (N,C), ``weights`` (N,K), ``map`` (N,H,W) in [0,1] and ``low_res`` (N,h,w),
+the ReLU of the weighted sum before upsampling (the Explainer's ``low_res``). Standard ONNX ops
+only, so C++/C#/Java/mobile ONNX Runtime runs it with no liftcam and no custom op. The tail is
+the one in :mod:`liftcam.engine.tail`: weights, ReLU of the weighted sum, bilinear upsampling with
 half-pixel centres, per-image min-max (a constant map becomes zeros).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from liftcam.contract import (
     COEFFICIENTS,
     IMAGE,
     LOGITS,
+    LOW_RES,
     MAP,
     MULTIPLIERS,
     TARGET,
@@ -93,6 +95,7 @@ def build_explain_model(features: onnx.ModelProto, multipliers: onnx.ModelProto,
         t.op("Mul", s, t.scalar(1.0 / (h * w)), out_name=COEFFICIENTS)
     wa = t.op("Mul", t.unsqueeze(COEFFICIENTS, [2, 3]), ACTIVATION)
     low = t.op("Relu", t.reduce("ReduceSum", wa, [1], 1))                       # (N,1,h,w)
+    t.op("Squeeze", low, t.ints([1]), out_name=LOW_RES)
     n1 = t.op("Slice", t.op("Shape", low), t.ints([0]), t.ints([2]))            # [N, 1]
     sizes = t.op("Concat", n1, t.ints([H, W]), axis=0)
     up = t.op("Resize", low, "", "", sizes, mode="linear",
@@ -112,5 +115,6 @@ def build_explain_model(features: onnx.ModelProto, multipliers: onnx.ModelProto,
     t.add_output(LOGITS, TensorProto.FLOAT, ["N", None])
     t.add_output(COEFFICIENTS, TensorProto.FLOAT, ["N", K])
     t.add_output(MAP, TensorProto.FLOAT, ["N", H, W])
+    t.add_output(LOW_RES, TensorProto.FLOAT, ["N", h, w])
     return t.make_model(ir_version=features.ir_version,
                         opset_imports=list(features.opset_import))

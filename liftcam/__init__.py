@@ -10,7 +10,7 @@ shadows a subpackage: ``liftcam.export`` is the build-time subpackage, ``liftcam
 command line, ``liftcam.metrics`` the faithfulness metrics. (Until 0.1 the function was called
 ``liftcam.export``; calling the subpackage still works, with a DeprecationWarning.)
 """
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 _LAZY = {
     "Bundle": "liftcam.engine.bundle",

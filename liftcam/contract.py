@@ -18,6 +18,7 @@ MULTIPLIERS = "multipliers"        # DeepLIFT multipliers or gradients of y_c w.
 ALPHA = "alpha"                    # LIFT-CAM's coefficients (N, K) from the α graph
 COEFFICIENTS = "weights"           # explain graphs: per-channel coefficients (N, K)
 MAP = "map"                        # explain graphs: the map (N, H, W) in [0, 1]
+LOW_RES = "low_res"                # explain graphs: ReLU(Σ_k w_k A_k) before upsampling (N, h, w)
 PIXELS = "pixels"                  # explain_raw: decoded uint8 RGB [H, W, 3] or [N, H, W, 3]
 OVERLAY = "overlay"                # explain_raw: uint8 [N, H, W, 3], the heatmap over the image
 

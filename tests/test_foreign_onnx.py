@@ -140,7 +140,8 @@ def test_channels_last_fused_and_raw_graphs(files, reference, tmp_path):
     _, ref = reference
     b = _bundle(files["nhwc"], tmp_path)
     s = ort.InferenceSession(str(b.graph("explain")))
-    logits, w, cam = s.run(None, {"image": _x("NHWC"), "target": np.full(3, -1)})
+    logits, w, cam = s.run(["logits", "weights", "map"],
+                           {"image": _x("NHWC"), "target": np.full(3, -1)})
     r = ref.explain(_x("NCHW"))
     np.testing.assert_allclose(w, r.weights, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(cam, r.maps, atol=1e-5)

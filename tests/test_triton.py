@@ -53,7 +53,7 @@ def test_config_matches_the_graph(tmp_path):
     assert [(g.kind, g.count) for g in cfg.instance_group] == [(mc.ModelInstanceGroup.KIND_CPU,
                                                                  1)]
     assert [t.name for t in cfg.input] == ["image", "target"]
-    assert [t.name for t in cfg.output] == ["logits", "weights", "map"]
+    assert [t.name for t in cfg.output] == ["logits", "weights", "map", "low_res"]
     assert list(cfg.input[0].dims) == [3, 64, 64] and list(cfg.output[0].dims) == [8]
     assert list(cfg.output[2].dims) == [64, 64]
     _check_against_graph(model_dir, cfg)
@@ -87,14 +87,15 @@ def test_model_stands_alone_and_equals_the_explainer(tmp_path):
     shutil.copy(model_dir / "1" / "model.onnx", alone)
     m = onnx.load(str(alone), load_external_data=False)
     assert not any(uses_external_data(t) for t in m.graph.initializer)
-    ex = Explainer(VGG)
+    ex = Explainer(VGG, path="multipliers")        # the split graphs, not this same file
     x = preprocess([load_image(p) for p in IMAGES], ex.bundle.manifest["preprocessing"])
     target = np.array([-1] * 4 + [3] * 4, np.int64)
-    logits, weights, cam = ort.InferenceSession(str(alone)).run(None, {"image": x,
-                                                                       "target": target})
+    logits, weights, cam, low_res = ort.InferenceSession(str(alone)).run(
+        None, {"image": x, "target": target})
     e = ex.explain(x[:4], method="liftcam", progress=False)
     assert np.allclose(logits[:4], e.logits, atol=1e-4)
     assert np.abs(cam[:4] - e.maps).max() < 1e-4
+    assert np.abs(low_res[:4] - e.low_res).max() < 1e-4 * np.abs(e.low_res).max()
     e3 = ex.explain(x[4:], targets=3, method="liftcam", progress=False)
     assert np.abs(cam[4:] - e3.maps).max() < 1e-4
 

@@ -31,6 +31,7 @@ from liftcam.contract import (
     EXPLAIN_GRADCAM,
     IMAGE,
     LOGITS,
+    LOW_RES,
     MAP,
     TARGET,
 )
@@ -134,7 +135,9 @@ def _io_spec(model) -> dict:
                 raise InputError(f"{v.name}: non-batch dims must be known, got {dims}")
             spec[kind].append((v.name, _ONNX_TO_TRITON[t.elem_type], dims[1:]))
     names = [n for n, *_ in spec["inputs"]], [n for n, *_ in spec["outputs"]]
-    if names != ([IMAGE, TARGET], [LOGITS, COEFFICIENTS, MAP]):
+    # low_res (bundles from liftcam 0.2.1 on) is served too; older explain graphs lack it
+    if names[0] != [IMAGE, TARGET] or names[1] not in ([LOGITS, COEFFICIENTS, MAP],
+                                                        [LOGITS, COEFFICIENTS, MAP, LOW_RES]):
         raise InputError(f"unexpected explain graph inputs/outputs {names}")
     return spec
 
