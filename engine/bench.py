@@ -37,6 +37,7 @@ class Record:
     ratio_to_predict: float
     peak_rss_mb: float
     repeats: int
+    path: str = ""           # how the Explainer ran it (Explainer.path_for; DESIGN.md §13)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +53,10 @@ def _call(explainer, method, x, options):
         return explainer.predict(x)
     return explainer.explain(x, method=method, progress=False, batch_size=len(x),
                              **options.get(method, {}))
+
+
+def _path(explainer, entry: str, batch: int) -> str:
+    return "features+head" if entry == PREDICT else explainer.path_for(entry, batch)
 
 
 def estimate(explainer, method: str, batch: int, options=None) -> float:
@@ -120,7 +125,8 @@ def run(explainer, methods, batches, warmup: int = 2, repeats: int = 10, options
                 p50, p90, p99 = (float(np.percentile(times[e], q)) for q in (50, 90, 99))
                 records.append(Record(e, batch, provider, round(p50, 3), round(p90, 3),
                                       round(p99, 3), round(batch / (p50 / 1000), 2),
-                                      round(p50 / floor, 4), peak[e], repeats))
+                                      round(p50 / floor, 4), peak[e], repeats,
+                                      _path(explainer, e, batch)))
     finally:
         bar.close()
     return records
@@ -128,9 +134,9 @@ def run(explainer, methods, batches, warmup: int = 2, repeats: int = 10, options
 
 def table(records) -> str:
     """The records as a Markdown table."""
-    head = ["method", "batch", "provider", "p50 ms", "p90 ms", "p99 ms", "images/s",
+    head = ["method", "batch", "provider", "path", "p50 ms", "p90 ms", "p99 ms", "images/s",
             "× predict", "peak RSS MiB"]
-    rows = [[r.method, r.batch, r.provider, f"{r.p50_ms:.2f}", f"{r.p90_ms:.2f}",
+    rows = [[r.method, r.batch, r.provider, r.path, f"{r.p50_ms:.2f}", f"{r.p90_ms:.2f}",
              f"{r.p99_ms:.2f}", f"{r.images_per_s:.1f}", f"{r.ratio_to_predict:.3f}",
              f"{r.peak_rss_mb:.0f}"] for r in records]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

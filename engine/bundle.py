@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from liftcam.contract import (  # noqa: F401  (re-exported for callers)
@@ -52,6 +52,8 @@ class Bundle:
 
     path: Path
     manifest: dict
+    #: role -> the names of its graph's outputs (read when the bundle was loaded)
+    outputs: dict = field(default_factory=dict, compare=False)
 
     def graph(self, role: str) -> Path:
         graphs = self.manifest["graphs"]
@@ -283,4 +285,5 @@ def _load(root: Path, verify: bool) -> Bundle:
                                   "manifest does not list (so it is not hash-checked)")
         infos[name] = info
     check_graphs(manifest, {role: infos[n] for role, n in manifest["graphs"].items()}, root)
-    return Bundle(path=root, manifest=manifest)
+    return Bundle(path=root, manifest=manifest, outputs={
+        role: tuple(infos[n].outputs) for role, n in manifest["graphs"].items()})

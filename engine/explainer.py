@@ -15,9 +15,14 @@ from liftcam.contract import (
     ACTIVATION,
     ALPHA,
     ALPHA_DEEPLIFT,
+    COEFFICIENTS,
+    EXPLAIN,
     FEATURES,
     HEAD,
+    IMAGE,
     LOGITS,
+    LOW_RES,
+    MAP,
     MULTIPLIERS,
     RULES,
     TARGET,
@@ -36,6 +41,8 @@ from liftcam.engine.sessions import (
     resolve_providers,
 )
 from liftcam.engine.tail import softmax
+
+PATHS = ("auto", "fused", "alpha", "multipliers")
 
 
 @dataclass
@@ -67,10 +74,16 @@ class Explainer:
     threads per session (ONNX Runtime's default: one per physical core). ``eval_batch``: the
     batch size of the head/model evaluations that ablation, Score-CAM and SHAP make.
     ``use_kernel``: use the CUDA kernel for the LIFT-CAM tail when CUDA is active
-    (default: when it is importable).
+    (default: when it is importable). ``path``: how LIFT-CAM and Grad-CAM run on the CPU:
+    ``"auto"`` (the rule of :meth:`path_for`, DESIGN.md §13), ``"fused"`` (the bundle's
+    ``explain.onnx`` / ``explain_gradcam.onnx``: one session, tail included), ``"alpha"`` (features,
+    then the partial-sums α graph; LIFT-CAM only) or ``"multipliers"`` (features, then the
+    multipliers graph, the tail in numpy). Every path gives the same results to float rounding;
+    the other methods have one path each.
     """
 
-    def __init__(self, bundle, providers=None, threads=None, eval_batch=64, use_kernel=None):
+    def __init__(self, bundle, providers=None, threads=None, eval_batch=64, use_kernel=None,
+                 path="auto"):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.providers = resolve_providers(providers)
         self.threads = threads
@@ -79,6 +92,7 @@ class Explainer:
         self.eval_batch = eval_batch
         self.on_device = CUDA in provider_names(self.providers)
         self.use_kernel = self._kernel_choice(use_kernel)
+        self.path = self._check_path(path)
         self._sessions = {}
         self._locks = {}
         self._locks_lock = threading.Lock()
@@ -239,11 +253,13 @@ class Explainer:
 
     def _explain_batch(self, x, t, spec, tick, options, offset=0):
         """One batch: features, the method's weights and saliency, the shared tail."""
-        liftcam = spec.name == "liftcam"
-        if liftcam and self.on_device:
+        path = self.path_for(spec.name, len(x))
+        if path == "device":
             return self._liftcam_on_device(x, t), {}
+        if path == "fused":
+            return self._fused(x, t, spec.name), {}
         A = self.session(FEATURES).run(None, {self._input_name: x})[0]
-        if liftcam and ALPHA_DEEPLIFT in self.bundle.manifest["graphs"]:
+        if path == "alpha":
             return self._liftcam_alpha(x, A, t)
         b = _methods.Batch(self, x, A, t, progress=tick, offset=offset)
         weights, S, extra = spec.fn(b, **options)
@@ -251,6 +267,55 @@ class Explainer:
         arrays = {"logits": b.logits, "targets": b.targets, "weights": weights,
                   "low_res": low_res, "maps": maps}
         return arrays, extra
+
+    def _check_path(self, path):
+        if path not in PATHS:
+            raise InputError(f"path must be one of {PATHS}, got {path!r}")
+        graphs = self.bundle.manifest["graphs"]
+        if path == "alpha" and ALPHA_DEEPLIFT not in graphs:
+            raise InputError("path='alpha' needs the bundle's partial-sums graph "
+                             "(alpha_deeplift.onnx), which its exporter did not build: the head "
+                             "is not pooling + dense layers (DESIGN.md §5); use 'auto'")
+        if path == "fused" and not self._fused_ok(EXPLAIN):
+            raise InputError("path='fused' needs the bundle's explain.onnx with a 'low_res' "
+                             "output (bundles exported by liftcam ≥ 0.2.1); re-export the model "
+                             "or use 'auto'")
+        return path
+
+    def _fused_ok(self, role) -> bool:
+        """Whether ``role``'s one-graph form exists and gives every Explanation field."""
+        graphs = self.bundle.manifest["graphs"]
+        return role in graphs and LOW_RES in self.bundle.outputs.get(role, ())
+
+    def path_for(self, method: str, batch: int) -> str:
+        """How ``method`` runs for a batch of ``batch`` images (DESIGN.md §13): ``"device"``
+        (LIFT-CAM with CUDA: IO binding and the tail kernel), ``"fused"`` (the method's one-graph
+        form, explain.onnx for LIFT-CAM, explain_gradcam.onnx for Grad-CAM), ``"alpha"``
+        (features + the partial-sums α graph) or ``"multipliers"`` (features + a multipliers
+        graph or head/model evaluations: every other method). On the CPU the fused graph was
+        the fastest or tied at every batch measured (benchmarks/paths.py), so the batch size
+        does not change the choice; it is a parameter so that the rule can."""
+        role = _methods.get(method).fused
+        if role is None:
+            return "multipliers"
+        if method == "liftcam" and self.on_device:
+            return "device"
+        want = self.path
+        if want in ("auto", "fused"):
+            want = "fused" if self._fused_ok(role) else "alpha"
+        if want == "alpha" and (method != "liftcam"
+                                or ALPHA_DEEPLIFT not in self.bundle.manifest["graphs"]):
+            want = "multipliers"
+        return want
+
+    def _fused(self, x, t, method):
+        """One run of the method's one-graph form: features, coefficients and the tail."""
+        feed_t = np.full(len(x), -1, np.int64) if t is None else t
+        logits, w, maps, low_res = self.session(_methods.get(method).fused).run(
+            [LOGITS, COEFFICIENTS, MAP, LOW_RES], {IMAGE: x, TARGET: feed_t})
+        targets = np.argmax(logits, axis=1).astype(np.int64) if t is None else t
+        return {"logits": logits, "targets": targets, "weights": w, "low_res": low_res,
+                "maps": maps}
 
     # ---------------------------------------------------------------- CUDA path
     def _device_id(self) -> int:

@@ -15,7 +15,7 @@ from liftcam.engine.methods import METHODS
 VGG = DEMO_DIR / "vgg_demo.liftcam"
 RESNET = DEMO_DIR / "resnet_demo.liftcam"
 KEYS = {"method", "batch", "provider", "p50_ms", "p90_ms", "p99_ms", "images_per_s",
-        "ratio_to_predict", "peak_rss_mb", "repeats"}
+        "ratio_to_predict", "peak_rss_mb", "repeats", "path"}
 
 
 def bench(*args):
@@ -42,8 +42,22 @@ def test_every_method_and_the_schema(tmp_path):
             assert x["ratio_to_predict"] == pytest.approx(x["p50_ms"] / floor["p50_ms"],
                                                           rel=1e-3)
             assert x["repeats"] == 2 and x["provider"] == "cpu" and x["peak_rss_mb"] > 0
+        paths = {x["method"]: x["path"] for x in rows}
+        assert paths.pop("predict") == "features+head"
+        assert paths.pop("liftcam") == paths.pop("gradcam") == "fused"     # DESIGN.md §13
+        assert set(paths.values()) == {"multipliers"}
     # the table on stdout has a row per record
     assert sum(line.startswith("| ") for line in r.stdout.splitlines()) == len(recs) + 1
+
+
+def test_path_option_is_reported_per_record(tmp_path):
+    out = tmp_path / "r.json"
+    r = bench(VGG, "--methods", "liftcam,gradcam", "--batch", "1", "--warmup", "0",
+              "--repeats", "1", "--path", "alpha", "--json", out)
+    assert r.returncode == 0, r.stderr
+    recs = {x["method"]: x["path"] for x in json.loads(out.read_text())}
+    assert recs == {"predict": "features+head", "liftcam": "alpha", "gradcam": "multipliers"}
+    assert "| liftcam | 1 | cpu | alpha |" in r.stdout
 
 
 def test_slow_methods_announce_their_duration():
@@ -60,9 +74,14 @@ def test_slow_methods_announce_their_duration():
     (["--repeats", "0"], "positive"),
     (["--warmup", "-1"], ">= 0"),
     (["--providers", "nosuch"], "not available"),
+    (["--path", "fast"], "path must be one of"),
+    ([RESNET, "--path", "alpha"], "needs the bundle's partial-sums graph"),
 ])
 def test_bad_arguments_are_one_line_errors(args, fragment):
-    r = bench(VGG, *args)
+    if args and args[0] == RESNET:
+        r = bench(*args)
+    else:
+        r = bench(VGG, *args)
     lines = [s for s in r.stderr.splitlines() if s.strip()]
     assert r.returncode in (1, 2) and len(lines) == 1, r.stderr
     assert lines[0].startswith("liftcam: error:") and fragment in lines[0], lines[0]

@@ -101,10 +101,8 @@ def test_add_to_bundle_explainer_uses_alpha_graph(tmp_path):
     assert add_to_bundle(path)
     assert (path / "weights.bin").stat().st_size == before
     assert json.loads((path / "manifest.json").read_text())["graphs"]["alpha_deeplift"]
-    with_alpha = liftcam.Explainer(path)
-    plain_bundle = load_bundle(path)
-    plain_bundle.manifest["graphs"].pop("alpha_deeplift")
-    plain = liftcam.Explainer(plain_bundle)
+    with_alpha = liftcam.Explainer(path, path="alpha")
+    plain = liftcam.Explainer(load_bundle(path), path="multipliers")
     x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
     for t in (None, [0, 6, 2]):
         a, b = with_alpha.explain(x, t), plain.explain(x, t)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from liftcam.contract import EXPLAIN, EXPLAIN_GRADCAM
 from liftcam.engine.methods import pairshap as _pairshap
 from liftcam.engine.methods import shap as _shap
 from liftcam.engine.methods.ablationcam import ablationcam
@@ -32,6 +33,8 @@ class Method:
     head is not GAP + one dense layer; ``per_channel``: ``"head"`` or ``"model"`` when it
     evaluates that graph once per channel per image (slow on wide layers); ``evaluations``:
     ``(N, K, **options) -> int``, the number of those evaluations (for progress and estimates).
+    ``fused``: the bundle graph role that computes the method in one graph (image in, map
+    out), which the explainer may run instead (DESIGN.md §13).
     """
 
     name: str
@@ -41,6 +44,7 @@ class Method:
     linear_head_only: bool = False
     per_channel: Optional[str] = None
     evaluations: Optional[Callable] = None
+    fused: Optional[str] = None
 
     def count(self, N: int, K: int, **options) -> int:
         """Head/model evaluations for N images at K channels (0 for single-pass methods)."""
@@ -50,8 +54,9 @@ class Method:
 
 
 METHODS = {m.name: m for m in (
-    Method("liftcam", liftcam, "DeepLIFT coefficients α_k = Σ A·M (reference A = 0)"),
-    Method("gradcam", gradcam, "mean gradient per channel"),
+    Method("liftcam", liftcam, "DeepLIFT coefficients α_k = Σ A·M (reference A = 0)",
+           fused=EXPLAIN),
+    Method("gradcam", gradcam, "mean gradient per channel", fused=EXPLAIN_GRADCAM),
     Method("gradcam++", gradcam_pp, "second-order gradient weights"),
     Method("xgradcam", xgradcam, "activation-weighted mean gradient"),
     Method("layercam", layercam, "Σ_k ReLU(G)·A, element-wise"),

@@ -30,6 +30,10 @@ def add_parser(sub):
                    help="batch sizes (default: 1,8)")
     b.add_argument("--providers", nargs="+", default=None, metavar="P",
                    help="ONNX Runtime execution providers: cpu, cuda, tensorrt (default: cpu)")
+    b.add_argument("--path", default="auto", metavar="P",
+                   help="how LIFT-CAM and Grad-CAM run on the CPU: auto (the rule of DESIGN.md "
+                        "§13), fused (the one-graph explain.onnx), alpha (features + the "
+                        "partial-sums α graph) or multipliers (default: auto)")
     b.add_argument("--threads", type=positive_arg, default=None, metavar="N",
                    help="intra-op threads per session (default: ONNX Runtime's)")
     b.add_argument("--warmup", type=count_arg, default=2, metavar="N",
@@ -49,7 +53,8 @@ def run(args) -> int:
     from liftcam.engine.explainer import Explainer
     from liftcam.engine.pipeline import resolve_methods
 
-    explainer = Explainer(args.bundle, providers=args.providers, threads=args.threads)
+    explainer = Explainer(args.bundle, providers=args.providers, threads=args.threads,
+                          path=args.path)
     methods = resolve_methods(args.methods, explainer.bundle)
     if args.json is not None and args.json.endswith("/"):
         raise CliError(f"--json must be a file name, got {args.json!r}")
