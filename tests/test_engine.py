@@ -154,6 +154,30 @@ def test_method_matches_float64_reference(mlp, method):
     assert e.maps.min() >= 0 and e.maps.max() <= 1
 
 
+def test_scorecam_evaluates_the_zero_image_once_for_dead_channels(tmp_path):
+    """Channels that are zero everywhere have the all-zero mask: one run of the zero image
+    serves them all, and the weights still equal the float64 reference that runs each one."""
+    torch.manual_seed(4)
+    net = Net(6, linear=False).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(2.0)
+        net.features[3].bias[[0, 3]] = -1e4            # channels 0 and 3: always zero
+    ex = liftcam.Explainer(liftcam.export_model(net, "features", input_shape=(3, H, W),
+                                                out_dir=tmp_path / "dead.liftcam"))
+    net = net.double()
+    x = _images(3, seed=6)
+    rows = []
+    predict = ex.predict
+    ex.predict = lambda xs: rows.append(len(xs)) or predict(xs)
+    e = ex.explain(x, method="scorecam", progress=False)
+    A = ex.features(x)
+    assert not A[:, [0, 3]].any() and A[:, [1, 2, 4, 5]].reshape(3, 4, -1).any(axis=2).all()
+    assert sum(rows) == 3 * 4 + 1                      # 4 live channels per image + one zero image
+    w_ref, _ = _ref_weights("scorecam", net, x, A, e.targets)
+    np.testing.assert_allclose(e.weights, w_ref, rtol=1e-4, atol=1e-6)
+
+
 def test_targets_default_to_predicted_class_and_logits_match_torch(mlp):
     net, ex = mlp
     x = _images(6, seed=4)
