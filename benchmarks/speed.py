@@ -9,12 +9,11 @@ For each model (torchvision, random weights seeded with 0) and batch size, on th
   dynamo=False, opset 17, dynamic batch) with liftcam's session options; ``ort-default`` the
   same with ONNX Runtime's default options; ``torch`` = PyTorch eager under ``no_grad`` with
   ``torch.set_num_threads`` = ONNX Runtime's intra-op threads;
-- liftcam: ``liftcam`` (``Explainer.explain``; the bundle gets the partial-sums α graph of
-  ``export/partial_sums.py`` where its head allows it, unless ``--no-partial-sums``),
-  ``liftcam-M`` (the same through the multipliers graph, as bundles are exported today),
-  ``liftcam-onnx`` (the one-file ``explain.onnx``
-  in a plain onnxruntime session, default options), ``gradcam``, ``ablationcam``,
-  ``scorecam`` (``Explainer``);
+- liftcam: ``liftcam`` (``Explainer.explain``, the path its rule picks: DESIGN.md §13),
+  ``liftcam-M`` (``Explainer(path="multipliers")``: features, then the DeepLIFT multipliers,
+  the tail in numpy), ``liftcam-onnx`` (the one-file ``explain.onnx`` in a plain onnxruntime
+  session, ONNX Runtime's default options), ``gradcam``, ``ablationcam``, ``scorecam``
+  (``Explainer``);
 - peers: pytorch-grad-cam ``pgc-gradcam``, ``pgc-ablationcam``, ``pgc-scorecam`` on the same
   torch model and layer; ``captum-liftcam``: LIFT-CAM as its official code computes it (torch
   features, ``captum.attr.DeepLift(head).attribute(A, zeros_like(A), target=c)``, α = Σ_ij,
@@ -55,9 +54,8 @@ LABELS = {
     "ort": "ONNX Runtime inference (floor; liftcam's session options)",
     "ort-default": "ONNX Runtime inference (ORT default options)",
     "torch": "PyTorch eager inference (no_grad)",
-    "liftcam": "liftcam LIFT-CAM (Explainer.explain; the α graph of partial sums where the "
-               "head allows it)",
-    "liftcam-M": "liftcam LIFT-CAM (Explainer.explain through the multipliers M)",
+    "liftcam": "liftcam LIFT-CAM (Explainer.explain, the path its rule picks)",
+    "liftcam-M": "liftcam LIFT-CAM (Explainer, path='multipliers')",
     "liftcam-onnx": "liftcam LIFT-CAM (explain.onnx, plain onnxruntime)",
     "gradcam": "liftcam Grad-CAM (Explainer)",
     "ablationcam": "liftcam Ablation-CAM (Explainer)",
@@ -122,19 +120,12 @@ def torch_parts(name: str, model):
     raise ValueError(name)
 
 
-def _add_partial_sums(bundle) -> bool:
-    """Until ``liftcam.export`` writes it itself: add the α graph (DESIGN §5) to the bundle."""
-    import json
-
+def _has_alpha_graph(bundle) -> bool:
     graphs = json.loads((Path(bundle) / "manifest.json").read_text())["graphs"]
-    if "alpha_deeplift" in graphs:
-        return True
-    from liftcam.export.partial_sums import add_to_bundle
-
-    return add_to_bundle(bundle)
+    return "alpha_deeplift" in graphs
 
 
-def prepare(name: str, cache: Path, partial_sums: bool = True) -> dict:
+def prepare(name: str, cache: Path) -> dict:
     """Weights, the whole-model ONNX and the liftcam bundle of ``name`` (cached in ``cache``)."""
     layer, size = MODELS[name]
     d = cache / f"{name}_{size}"
@@ -142,7 +133,7 @@ def prepare(name: str, cache: Path, partial_sums: bool = True) -> dict:
              "size": size, "layer": layer}
     done = {k: (str(v) if isinstance(v, Path) else v) for k, v in paths.items()}
     if all(Path(paths[k]).exists() for k in ("weights", "onnx", "bundle")):
-        done["partial_sums"] = partial_sums and _add_partial_sums(done["bundle"])
+        done["partial_sums"] = _has_alpha_graph(done["bundle"])
         return done
     import warnings
 
@@ -158,9 +149,9 @@ def prepare(name: str, cache: Path, partial_sums: bool = True) -> dict:
         torch.onnx.export(model, torch.zeros(1, 3, size, size), str(paths["onnx"]), dynamo=False,
                           opset_version=17, input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}})
-    liftcam.export(model, target_layer=layer, input_shape=(3, size, size),
-                   out_dir=paths["bundle"], overwrite=True)
-    done["partial_sums"] = partial_sums and _add_partial_sums(done["bundle"])
+    liftcam.export_model(model, target_layer=layer, input_shape=(3, size, size),
+                         out_dir=paths["bundle"], overwrite=True)
+    done["partial_sums"] = _has_alpha_graph(done["bundle"])
     return done
 
 
@@ -195,10 +186,8 @@ def _child_ort(entry, paths, xs, threads):
         return (lambda b: s.run(None, {"image": xs[b], "target": tg[b]})), None
     from liftcam.engine.bundle import load_bundle
 
-    bundle = load_bundle(paths["bundle"])
-    if entry == "liftcam-M":             # the multipliers path even where an α graph exists
-        bundle.manifest["graphs"].pop("alpha_deeplift", None)
-    ex = Explainer(bundle, threads=threads)
+    ex = Explainer(load_bundle(paths["bundle"]), threads=threads,
+                   path="multipliers" if entry == "liftcam-M" else "auto")
     method = "liftcam" if entry == "liftcam-M" else entry
     warm = (lambda b: ex.predict(xs[b])) if entry in SLOW else None
     return (lambda b: ex.explain(xs[b], method=method, progress=False)), warm
@@ -406,8 +395,6 @@ def main(argv=None):
     p.add_argument("--out", default="bench_out", help="output directory")
     p.add_argument("--cache", default=None,
                    help="where exported models are kept between runs (default: a temp dir)")
-    p.add_argument("--no-partial-sums", action="store_true",
-                   help="do not add the partial-sums α graph to the bundles")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -444,7 +431,7 @@ def main(argv=None):
     try:
         for m in models:
             log(f"[{m}] exporting (cache {cache})")
-            paths = prepare(m, cache, not args.no_partial_sums)
+            paths = prepare(m, cache)
             partial[m] = bool(paths["partial_sums"])
             raw[m] = measure_wave(m, [e for e in FAST if e in wanted], batches, paths, args, log)
             slow = [e for e in SLOW if e in wanted]
@@ -464,7 +451,7 @@ def main(argv=None):
               f"calls after {args.warmup} warm-up; slow methods (Ablation-CAM, Score-CAM): batch "
               f"{batches[0]} only, {args.slow_repeats} calls. × ORT floor = median / median of "
               f"`ort` at the same batch. Peak RSS: each entry's own process, over all its batch "
-              f"sizes. α graph of partial sums in the bundle (entry `liftcam`): {partial}.\n")
+              f"sizes. Partial-sums α graph in the bundle: {partial}.\n")
     (out / "speed.md").write_text(header + "\n" + md + "\n", encoding="utf-8")
     common.write_json(out / "speed.json", {
         "command": cmd, "machine": machine, "elapsed_s": time.time() - started,

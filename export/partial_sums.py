@@ -17,8 +17,9 @@ and its DeepLIFT multipliers from ``u`` (reference ``u⁰ = 0``: with ``A⁰ = 0
 
 The weights (K, s, J) copy is made by ONNX Runtime when the session is created (the bundle still
 stores them once). At batch 1 the batched MatMul costs about the plain Gemm and the second read
-of the weights disappears; at larger batches the plain Gemm plus its backward is faster
-(DESIGN.md §5), so the engine should pick this graph only for small batches.
+of the weights disappears; at larger batches the batched MatMul alone is slower than the plain
+Gemm, but the whole α graph still beat forward + backward through the multipliers at batches
+1-16 on VGG-16 and tied at 32 (benchmarks/paths.py, DESIGN.md §13).
 """
 from __future__ import annotations
 
