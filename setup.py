@@ -52,7 +52,9 @@ setup(
     extras_require={
         # torch is pinned to the releases this project is tested with; pip takes
         # them from the local disk on the project machines (never a multi-GB download).
-        "export": ["torch==2.14.1", "torchvision==0.29.1", "onnx>=1.15"],
+        "export": ["torch==2.14.1", "torchvision==0.29.1", "onnx>=1.15",
+                   # torch.onnx.export(dynamo=True), the fallback for what TorchScript refuses
+                   "onnxscript>=0.2"],
         "gpu": ["onnxruntime-gpu>=1.24.1", "cuda-core>=0.3", "cuda-bindings>=12.6,<14"],
         "pycuda": ["pycuda"],
         # the HTTP server (liftcam serve); the runtime never imports it

@@ -323,3 +323,48 @@ def test_norm_rules_are_registered():
 
     for op in ("LayerNormalization", "InstanceNormalization", "GroupNormalization"):
         assert op in registry.RULES and op in registry.LIMITS
+
+
+# ------------------------------------------------------------------ 6. Where with a fixed condition
+class WhereHead(nn.Module):
+    """A fixed selection (a constant mask, as exporters emit for padding and adaptive pooling)
+    between two functions of the activation, and one branch a constant."""
+
+    def __init__(self, data_dependent=False):
+        super().__init__()
+        torch.manual_seed(7)
+        self.conv, self.act, self.fc = nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Linear(8, 5)
+        self.register_buffer("mask", torch.rand(1, 6, 5, 5) > 0.4)
+        self.data_dependent = data_dependent
+
+    def forward(self, x):
+        cond = x > 0.3 if self.data_dependent else self.mask
+        x = torch.where(cond, x, -0.5 * x)
+        x = self.act(self.conv(x))           # a module, so that Captum applies its rule
+        x = torch.where(self.mask[:, :1, :, 0:1].expand(1, 8, 5, 1), x, torch.zeros(()))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_where_with_a_fixed_condition_gradient_deeplift_and_captum():
+    from lift_heads import captum_deeplift
+
+    head = WhereHead().eval()
+    A = draw_activation((2, 6, 5, 5), seed=41, kind="normal")
+    onnx_head = export_head(head, A)
+    assert "Where" in {n.op_type for n in onnx_head.graph.node}
+    _, G = Runner(multipliers_model(onnx_head, "gradient"))(A.numpy(), [1, 3])
+    assert_close(G, torch_grad(head, A, [1, 3]), rtol=1e-4)
+    run = Runner(multipliers_model(onnx_head, "deeplift"))
+    _completeness(run, A)
+    _, M = run(A.numpy(), [1, 3])
+    assert_close(M, captum_deeplift(head, A, [1, 3]), rtol=1e-4)
+
+
+def test_where_on_the_activation_itself_gradient_only():
+    head = WhereHead(data_dependent=True).eval()
+    A = draw_activation((2, 6, 5, 5), seed=42, kind="normal")
+    onnx_head = export_head(head, A)
+    with pytest.raises(ExportError, match="Where with a condition that depends on the activation"):
+        multipliers_model(onnx_head, "deeplift")
+    _, G = Runner(multipliers_model(onnx_head, "gradient"))(A.numpy(), [0, 4])
+    assert_close(G, torch_grad(head, A, [0, 4]), rtol=1e-4)

@@ -77,6 +77,7 @@ RULES: dict[str, Rule] = {
     "Slice": shape.slice_,
     "Pad": shape.pad,
     "Gather": shape.gather,
+    "Where": shape.where,
 }
 
 #: op types refused outright, with the reason the error gives
@@ -103,6 +104,7 @@ LIMITS: dict[str, str] = {
     "Split": "not along the batch axis",
     "Pad": "mode 'constant' only; not on the batch axis",
     "Gather": "one constant scalar index, not on the batch axis",
+    "Where": "DeepLIFT: a condition that does not depend on the activation",
     "ReduceMean": "not over the batch axis",
     "ReduceSum": "not over the batch axis",
     "Clip": "constant bounds",

@@ -118,3 +118,22 @@ def gather(ctx: RuleContext, m_outs):
     pads = [0] * (2 * rank)
     pads[axis], pads[rank + axis] = i, d - i - 1
     return [ctx.b.pad(m, pads, 0.0), None]
+
+
+def where(ctx: RuleContext, m_outs):
+    """``Where(c, x, y)``: each input gets the multiplier where it was selected. With a fixed
+    condition the selection is linear in (x, y), for both rules. A condition computed from the
+    activation (``A > t``) is fine for gradients (the selection is locally constant) but not
+    for DeepLIFT, whose reference may fall on the other side of it."""
+    c, x, y = ctx.inputs
+    if ctx.deeplift and ctx.varies_with_activation(c):
+        ctx.fail("Where with a condition that depends on the activation has no DeepLIFT rule; "
+                 "make the condition a constant or use a gradient method")
+    out, zero = ctx.outputs[0], ctx.b.scalar(0.0, "zero")
+    res = [None]
+    for inp, picked in ((x, (m_outs[0], zero)), (y, (zero, m_outs[0]))):
+        if ctx.is_active(inp):
+            res.append(ctx.unbroadcast(ctx.b.op("Where", c, *picked), inp, out))
+        else:
+            res.append(None)
+    return res

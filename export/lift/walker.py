@@ -155,6 +155,16 @@ def _active_set(model: onnx.ModelProto, vals: dict) -> set:
     return active
 
 
+def _varying_set(model: onnx.ModelProto) -> set:
+    """Tensors of any dtype whose values depend on the activation's values. ``Shape`` and
+    ``Size`` read only its shape, so the shape arithmetic exporters emit stays constant."""
+    varies = {ACTIVATION}
+    for node in model.graph.node:
+        if node.op_type not in ("Shape", "Size") and any(i in varies for i in node.input):
+            varies.update(o for o in node.output if o)
+    return varies
+
+
 def _check_op(node: onnx.NodeProto) -> None:
     """Refuse a node on the backward path that the registry refuses or has no rule for."""
     if node.op_type in REFUSED:
@@ -182,7 +192,7 @@ def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto
     vals2 = _Values(_run_all(model, {ACTIVATION: zeros2}), model)
     shapes1, shapes2 = ref.shapes(), vals2.shapes()
     del vals2
-    active = _active_set(model, ref)
+    active, varies = _active_set(model, ref), _varying_set(model)
     out_shape = shapes1[LOGITS]
     if len(out_shape) != 2:
         raise ExportError(f"the head's output must be logits of shape (N, C); got shape "
@@ -239,7 +249,7 @@ def build_multipliers_model(head: onnx.ModelProto, rule: str) -> onnx.ModelProto
         if all(m is None for m in m_outs):
             continue
         ctx = RuleContext(b=b, node=node, rule=rule, ref=ref, shapes1=shapes1, shapes2=shapes2,
-                          active=active, _x0_cache=x0_cache)
+                          active=active, varies=varies, _x0_cache=x0_cache)
         m_ins = RULES[node.op_type](ctx, m_outs)
         if len(m_ins) < len(node.input):
             m_ins = list(m_ins) + [None] * (len(node.input) - len(m_ins))
