@@ -368,3 +368,71 @@ def test_where_on_the_activation_itself_gradient_only():
         multipliers_model(onnx_head, "deeplift")
     _, G = Runner(multipliers_model(onnx_head, "gradient"))(A.numpy(), [0, 4])
     assert_close(G, torch_grad(head, A, [0, 4]), rtol=1e-4)
+
+
+# ------------------------------------------------------------------ 7. GatherND (adaptive pooling)
+class AdaptiveHead(nn.Module):
+    """Adaptive average pooling to a size that does not divide the input (VGG's 7x7 at a small
+    input): TorchScript refuses it; the dynamo exporter writes overlapping windows as GatherND
+    with repeated indices plus a Where that masks the padding of the shorter windows."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(8)
+        self.conv, self.act = nn.Conv2d(6, 8, 3, padding=1), nn.ReLU()
+        self.pool, self.fc = nn.AdaptiveAvgPool2d((3, 3)), nn.Linear(72, 5)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
+
+
+def _export_head_dynamo(head, A):
+    pytest.importorskip("onnxscript")        # torch.onnx.export(dynamo=True) needs it
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(head, (A,), dynamo=True, input_names=["activation"],
+                                 output_names=["logits"], verbose=False,
+                                 dynamic_shapes=({0: torch.export.Dim("N", min=1, max=64)},))
+    return prog.model_proto
+
+
+def test_gathernd_adaptive_pooling_gradient_deeplift_and_captum():
+    from lift_heads import captum_deeplift
+
+    head = AdaptiveHead().eval()
+    A = draw_activation((2, 6, 5, 5), seed=43, kind="normal")
+    onnx_head = _export_head_dynamo(head, A)
+    assert {"GatherND", "Where"} <= {n.op_type for n in onnx_head.graph.node}
+    _, G = Runner(multipliers_model(onnx_head, "gradient"))(A.numpy(), [2, 4])
+    assert_close(G, torch_grad(head, A, [2, 4]), rtol=1e-4)
+    m = multipliers_model(onnx_head, "deeplift")
+    scatter = [n for n in m.graph.node if n.op_type == "ScatterND"]
+    assert scatter and all(helper.get_attribute_value(a) == b"add"
+                           for n in scatter for a in n.attribute if a.name == "reduction")
+    run = Runner(m)
+    _completeness(run, A)
+    _, M = run(A.numpy(), [2, 4])
+    assert_close(M, captum_deeplift(head, A, [2, 4]), rtol=1e-4)
+
+
+def test_model_with_non_dividing_adaptive_pool_exports(tmp_path):
+    pytest.importorskip("onnxscript")
+
+    class SmallVGG(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(9)
+            self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(),
+                                          nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU(), nn.MaxPool2d(2))
+            self.head = AdaptiveHead()
+
+        def forward(self, x):
+            return self.head(self.features(x)[:, :6])
+
+    model = SmallVGG().eval()
+    bundle = _export(model, tmp_path, "features")
+    v = _manifest(bundle)["verification"]
+    assert v["max_relative_error"] <= v["rtol"]
+    _logits_match(model, bundle)

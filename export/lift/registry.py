@@ -78,6 +78,7 @@ RULES: dict[str, Rule] = {
     "Pad": shape.pad,
     "Gather": shape.gather,
     "Where": shape.where,
+    "GatherND": shape.gather_nd,
 }
 
 #: op types refused outright, with the reason the error gives
@@ -105,6 +106,7 @@ LIMITS: dict[str, str] = {
     "Pad": "mode 'constant' only; not on the batch axis",
     "Gather": "one constant scalar index, not on the batch axis",
     "Where": "DeepLIFT: a condition that does not depend on the activation",
+    "GatherND": "constant indices, batch_dims 0, not indexing the batch axis",
     "ReduceMean": "not over the batch axis",
     "ReduceSum": "not over the batch axis",
     "Clip": "constant bounds",
@@ -118,11 +120,11 @@ LIMITS: dict[str, str] = {
 #: ops that ONNX Runtime's CUDA execution provider implements (and the TensorRT parser takes),
 #: covering every op the rules emit and the forward ops of the heads they support
 DEVICE_OPS = frozenset("""
-Abs Add And ArgMax AveragePool BatchNormalization Cast Clip Concat Constant ConstantOfShape Conv
-ConvTranspose Div Dropout Elu Equal Erf Exp Expand Flatten Gather Gemm Gelu GlobalAveragePool
-Greater GreaterOrEqual GroupNormalization HardSigmoid HardSwish Identity InstanceNormalization
-LayerNormalization LeakyRelu Less LessOrEqual MatMul Max
-MaxPool Min Mul Neg Not Or PRelu Pad Pow Range ReduceMax ReduceMean ReduceSum Relu Reshape Shape
+Abs Add And ArgMax AveragePool BatchNormalization Cast Clip Concat Constant ConstantOfShape
+Conv ConvTranspose Div Dropout Elu Equal Erf Exp Expand Flatten Gather GatherND Gemm Gelu
+GlobalAveragePool Greater GreaterOrEqual GroupNormalization HardSigmoid HardSwish Identity
+InstanceNormalization LayerNormalization LeakyRelu Less LessOrEqual MatMul Max MaxPool Min Mul
+Neg Not Or PRelu Pad Pow Range ReduceMax ReduceMean ReduceSum Relu Reshape ScatterND Shape
 Sigmoid Slice Softplus Split Sqrt Squeeze Sub Sum Tanh Transpose Unsqueeze Where
 """.split())
 

@@ -137,3 +137,26 @@ def where(ctx: RuleContext, m_outs):
         else:
             res.append(None)
     return res
+
+
+def gather_nd(ctx: RuleContext, m_outs):
+    """``GatherND(x, indices)`` with constant indices that leave the batch axis alone (as the
+    dynamo exporter writes adaptive pooling to a size that does not divide the input): a
+    fixed selection, so the multiplier is scattered back and summed where windows overlap."""
+    x = ctx.inputs[0]
+    idx = np.asarray(ctx.value(ctx.inputs[1]))
+    q = idx.shape[-1]
+    if int(ctx.attr("batch_dims", 0)) != 0:
+        ctx.fail("GatherND with batch_dims > 0 is not supported")
+    ba = ctx.batch_axis(x)
+    if ba is not None and ba < q:
+        ctx.fail("GatherND indexing the batch axis is not supported")
+    flat = np.ravel_multi_index(tuple(np.moveaxis(idx.reshape(-1, q), -1, 0)),
+                                ctx.shapes1[x][:q], mode="wrap")
+    zeros = ctx.zeros_like(x)
+    if len(np.unique(flat)) == flat.size:
+        return [ctx.b.op("ScatterND", zeros, ctx.inputs[1], m_outs[0]), None]
+    if ctx.b.opset < 16:
+        ctx.fail(f"GatherND with repeated indices needs opset 16 (ScatterND's reduction); the "
+                 f"model has opset {ctx.b.opset}")
+    return [ctx.b.op("ScatterND", zeros, ctx.inputs[1], m_outs[0], reduction="add"), None]
