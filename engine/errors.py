@@ -6,6 +6,11 @@ def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
+def describe(exc: BaseException) -> str:
+    """An exception's message on one line, or its type's name when it has none."""
+    return one_line(exc) or type(exc).__name__
+
+
 class LiftcamError(Exception):
     """Base class of every error liftcam raises on purpose."""
 

@@ -29,8 +29,7 @@ import numpy as np
 from liftcam.contract import MANIFEST
 from liftcam.engine import methods as _methods
 from liftcam.engine.atomic import save_npy_atomic, save_png_atomic
-from liftcam.engine.errors import InputError, LiftcamError
-from liftcam.engine.errors import one_line as _one_line
+from liftcam.engine.errors import InputError, LiftcamError, describe
 from liftcam.engine.images import DEFAULT_MAX_PIXELS, load_image, preprocess
 from liftcam.engine.inputs import IMAGE_EXTENSIONS, collect_inputs, output_stems, printable
 from liftcam.engine.maps import overlay, place_map
@@ -270,7 +269,7 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
                     img = load_image(path, max_pixels=max_pixels)
                     loaded.append((path, stem, img, preprocess([img], pre, bundle.layout)))
                 except ISOLATED as exc:
-                    fail(path, one_line(exc))
+                    fail(path, describe(exc))
                     bar.update(steps)
             for method in methods:
                 t0 = time.perf_counter()
@@ -287,7 +286,7 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
                         if on_result is not None:
                             on_result(ImageResult(path, stem, method, img, e.maps[j], rec))
                     except ISOLATED as exc:
-                        fail(path, f"{type(exc).__name__}: {one_line(exc)}", method)
+                        fail(path, f"{type(exc).__name__}: {describe(exc)}", method)
                     bar.update(1)
                 summary.method_seconds[method] += time.perf_counter() - t0
     finally:
@@ -296,11 +295,6 @@ def explain_files(bundle, inputs, out_dir, methods=("liftcam",), target=None, *,
     summary.explained = len(ok)
     summary.seconds = time.perf_counter() - t_start
     return summary
-
-
-def one_line(exc) -> str:
-    """An exception's message on one line, or its type's name when it has none."""
-    return _one_line(exc) or type(exc).__name__
 
 
 def explain_isolated(explainer, loaded, method, target, opts, bar, fail):
@@ -315,7 +309,7 @@ def explain_isolated(explainer, loaded, method, target, opts, bar, fail):
                               method=method, progress=bar.update, **opts)
     except ISOLATED as exc:
         if len(loaded) == 1:
-            fail(loaded[0][0], f"{method}: {one_line(exc)}", method)
+            fail(loaded[0][0], f"{method}: {describe(exc)}", method)
             bar.update(1)
             return
         for item in loaded:

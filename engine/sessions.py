@@ -13,7 +13,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from liftcam.contract import ACTIVATION, ALPHA, COEFFICIENTS, LOGITS, LOW_RES, MULTIPLIERS
-from liftcam.engine.errors import BundleError, InputError, LiftcamError, one_line
+from liftcam.engine.errors import BundleError, InputError, LiftcamError, describe
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -73,7 +73,7 @@ def session_options(threads=None) -> ort.SessionOptions:
 
 
 def _one_line(exc, limit=300) -> str:
-    text = one_line(exc) or type(exc).__name__
+    text = describe(exc)
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -41,11 +41,10 @@ from liftcam.cli.common import (
     CliError,
     Parser,
     Terminated,
-    one_line,
     raise_terminated,
     say,
 )
-from liftcam.engine.errors import LiftcamError
+from liftcam.engine.errors import LiftcamError, one_line
 from liftcam.engine.inputs import printable
 
 COMMANDS = (demo, explain, info, export, layers, add_raw, serve, edge, bench, export_triton)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from liftcam.engine.errors import LiftcamError, one_line  # noqa: F401  (re-exported)
+from liftcam.engine.errors import LiftcamError, one_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_TERMINATED = 143

@@ -11,14 +11,13 @@ from liftcam.cli.common import (
     CliError,
     fmt_bytes,
     hw_arg,
-    one_line,
     positive_arg,
     say,
     shape_arg,
     triple_arg,
 )
 from liftcam.engine.bundle import load_bundle
-from liftcam.engine.errors import LayerError
+from liftcam.engine.errors import LayerError, one_line
 
 
 def add_parser(sub):

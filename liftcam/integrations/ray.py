@@ -125,8 +125,9 @@ def _decode(batch, preprocessing, shape, layout, max_pixels):
     import pyarrow as pa
     from ray.data.extensions import ArrowTensorArray
 
+    from liftcam.engine.errors import describe
     from liftcam.engine.images import decode_image, load_image, preprocess
-    from liftcam.engine.pipeline import ISOLATED, one_line
+    from liftcam.engine.pipeline import ISOLATED
 
     paths, images = batch.get("path"), batch.get("image")
     n = len(paths if paths is not None else images)
@@ -145,7 +146,7 @@ def _decode(batch, preprocessing, shape, layout, max_pixels):
                 raise InputError("the row has neither image bytes nor a path")
             x[i] = preprocess([img], preprocessing, layout)[0]
         except ISOLATED as exc:
-            errors[i] = one_line(exc)
+            errors[i] = describe(exc)
     return pa.table({"path": pa.array([_text(n) for n in names], pa.string()),
                      "x": ArrowTensorArray.from_numpy(x),
                      "error": pa.array(errors, pa.string())})
