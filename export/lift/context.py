@@ -33,7 +33,7 @@ class RuleContext:
     shapes1: dict                   # tensor name -> shape at batch 1
     shapes2: dict                   # tensor name -> shape at batch 2
     active: set                     # tensors that carry multipliers (depend on the activation)
-    varies: set = field(default_factory=set)  # any dtype whose values depend on the activation's
+    varies: set                     # any dtype whose values depend on the activation's (⊇ active)
     _x0_cache: dict = field(default_factory=dict)
 
     # ---------------------------------------------------------------- node
@@ -69,7 +69,7 @@ class RuleContext:
         """Whether the values (not only the shape) of ``name`` depend on the activation; unlike
         :meth:`is_active` this covers boolean and integer tensors (a mask ``A > t``, an index
         ``ArgMax(A)``)."""
-        return bool(name) and (name in self.active or name in self.varies)
+        return bool(name) and name in self.varies
 
     def value(self, name: str) -> np.ndarray:
         """Export-time value of a tensor that does not depend on the activation."""

@@ -153,10 +153,10 @@ def gather_nd(ctx: RuleContext, m_outs):
         ctx.fail("GatherND indexing the batch axis is not supported")
     flat = np.ravel_multi_index(tuple(np.moveaxis(idx.reshape(-1, q), -1, 0)),
                                 ctx.shapes1[x][:q], mode="wrap")
-    zeros = ctx.zeros_like(x)
-    if len(np.unique(flat)) == flat.size:
-        return [ctx.b.op("ScatterND", zeros, ctx.inputs[1], m_outs[0]), None]
-    if ctx.b.opset < 16:
+    repeated = len(np.unique(flat)) < flat.size
+    if repeated and ctx.b.opset < 16:
         ctx.fail(f"GatherND with repeated indices needs opset 16 (ScatterND's reduction); the "
                  f"model has opset {ctx.b.opset}")
-    return [ctx.b.op("ScatterND", zeros, ctx.inputs[1], m_outs[0], reduction="add"), None]
+    m = ctx.b.op("ScatterND", ctx.zeros_like(x), ctx.inputs[1], m_outs[0],
+                 reduction="add" if repeated else None)
+    return [m, None]
