@@ -8,9 +8,9 @@ export cache) and batch size, one process times, interleaved (rotating order, a 
 calls so no thread pool is awake from the call before), with liftcam's session options:
 
 - ``floor``: ONNX Runtime inference of the whole model;
-- ``alpha``: ``Explainer(liftcam_path="alpha").explain`` (features, then the channel-partial-sums
+- ``alpha``: ``Explainer(path="alpha").explain`` (features, then the channel-partial-sums
   α graph of DESIGN.md §5, then the numpy tail); only where the bundle has that graph;
-- ``multipliers``: ``Explainer(liftcam_path="multipliers").explain`` (features, the DeepLIFT
+- ``multipliers``: ``Explainer(path="multipliers").explain`` (features, the DeepLIFT
   multipliers M, α = Σ A·M in numpy, the tail);
 - ``auto``: ``Explainer().explain``, the path the rule picks;
 - ``fused``: ``explain.onnx`` (every step in one graph) in one ONNX Runtime session.
