@@ -250,28 +250,3 @@ def verify(alpha_model, multipliers, dims, seed=0) -> float:
             worst = max(worst, float(np.abs(al - ref).max() / scale),
                         float(np.abs(lg - lg2).max() / max(np.abs(lg2).max(), 1e-30)))
     return worst
-
-
-def add_to_bundle(bundle_dir) -> bool:
-    """Add ``alpha_deeplift.onnx`` to an existing bundle, its weights pointing into the bundle's
-    shared ``weights.bin`` (nothing is stored twice), and list it in the manifest.
-
-    Returns False (bundle unchanged) when the head does not allow partial sums. Until the
-    exporter builds this graph itself, this is the post-export step that enables it.
-    """
-    from liftcam.contract import ALPHA_DEEPLIFT, FEATURES, HEAD, multipliers_role
-    from liftcam.engine.bundle import load_bundle
-    from liftcam.export.bundle_writer import add_graph
-
-    bundle = load_bundle(bundle_dir)
-    if ALPHA_DEEPLIFT in bundle.manifest["graphs"]:
-        return True            # the exporter already built it
-    load = lambda role: onnx.load(str(bundle.graph(role)))  # noqa: E731
-    head, features = load(HEAD), load(FEATURES)
-    mult = load(multipliers_role("deeplift"))
-    try:
-        model = build_alpha_model(head, features, bundle.activation_shape, multipliers=mult)
-    except NotApplicable:
-        return False
-    add_graph(bundle, ALPHA_DEEPLIFT, model)
-    return True

@@ -87,20 +87,23 @@ def test_non_per_channel_op_refused(tmp_path):
         build_alpha_model(head, feats, multipliers=mult)
 
 
-def test_add_to_bundle_explainer_uses_alpha_graph(tmp_path):
-    """The bundle gains alpha_deeplift.onnx with no new weight bytes, and Explainer's CPU
-    LIFT-CAM through it equals the multipliers path."""
+def test_exported_alpha_graph_shares_weights_explainer_uses_it(tmp_path):
+    """The exporter writes alpha_deeplift.onnx with its dense weights in the bundle's shared
+    weights.bin (no copy inside the graph), and Explainer's CPU LIFT-CAM through it equals the
+    multipliers path."""
     import json
 
     from liftcam.engine.bundle import load_bundle
-    from liftcam.export.partial_sums import add_to_bundle
 
     _bundle(tmp_path, VGGish(), 16)
     path = tmp_path / "b.liftcam"
-    before = (path / "weights.bin").stat().st_size
-    assert add_to_bundle(path)
-    assert (path / "weights.bin").stat().st_size == before
     assert json.loads((path / "manifest.json").read_text())["graphs"]["alpha_deeplift"]
+    alpha = onnx.load(str(path / "alpha_deeplift.onnx"), load_external_data=False)
+    external = {t.name: {e.key: e.value for e in t.external_data}
+                for t in alpha.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert any("classifier.0.weight" in n for n in external)        # the big fc6 weight
+    assert {d["location"] for d in external.values()} == {"weights.bin"}
+    assert (path / "alpha_deeplift.onnx").stat().st_size < (path / "weights.bin").stat().st_size
     with_alpha = liftcam.Explainer(path, path="alpha")
     plain = liftcam.Explainer(load_bundle(path), path="multipliers")
     x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
